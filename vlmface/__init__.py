@@ -1,0 +1,1 @@
+from vlmface.errors import VlmfaceError

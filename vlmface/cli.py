@@ -1,0 +1,167 @@
+"""Command line: vlmface eval | score | compare | list | validate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlmface.errors import VlmfaceError
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), yaml.safe_load(value)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="run a model on a task and score it")
+    p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
+    p.add_argument("--model", required=True, help="registry alias or FAMILY:WEIGHTS (e.g. hf:/path/dir)")
+    p.add_argument("--prompt", help="prompt template name (prompts/NAME.jinja) or path; default: the task's")
+    p.add_argument("--limit", type=int, help="evaluate N samples, stratified by the group columns")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
+    p.add_argument("--data-dir", help="local copy of the dataset for the chosen source")
+    p.add_argument("--source", help="which of the task's sources to read (default: its first)")
+    p.add_argument("--out", default="results", help="results root (default results/)")
+    p.add_argument("--attributes", help="comma-separated subset of the task's attributes")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    p.add_argument("--dtype", help="fp32, fp16 or bf16 (GPU); default: the model's")
+    p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
+    p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
+    p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="any other backend option (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    p.add_argument("--retry-errors", action="store_true", help="redo samples that ended in an error")
+    p.add_argument("--no-score", action="store_true", help="only write predictions")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vlmface.runner import EvalConfig, evaluate
+
+    options = {"device": args.device, "dtype": args.dtype, "mode": args.mode,
+               "max_new_tokens": args.max_new_tokens, **dict(args.option)}
+    config = EvalConfig(
+        task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
+        data_dir=args.data_dir, source=args.source, out=args.out,
+        attributes=args.attributes.split(",") if args.attributes else None,
+        batch_size=args.batch_size, options={k: v for k, v in options.items() if v is not None},
+        overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
+        progress=not args.no_progress)
+    result = evaluate(config)
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="(re)score a run directory from its predictions.jsonl")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--min-group-n", type=int, default=30, help="smaller groups are flagged, not ranked")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--answered-only", action="store_true",
+                   help="score only answered items (invalid and refused left out of accuracy)")
+    p.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from vlmface.scoring import format_summary, score_run
+
+    metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
+                        seed=args.seed, answered_only=args.answered_only)
+    print(format_summary(metrics))
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="paired comparison of two runs on the same samples")
+    p.add_argument("run_a", type=Path)
+    p.add_argument("run_b", type=Path)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vlmface.scoring import compare_runs, format_comparison
+
+    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed)))
+    return 0
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list tasks, models or prompt templates")
+    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts"], default="tasks")
+    p.set_defaults(handler=_list)
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from vlmface.tasks import available_tasks, load_task_file
+
+        for name, path in available_tasks().items():
+            task = load_task_file(path)
+            print(f"{name:<16} attributes: {', '.join(task.evaluated_attributes)}; "
+                  f"sources: {', '.join(task.sources)}")
+    elif args.what == "models":
+        from vlmface.registry import load_registry
+
+        for name, entry in load_registry().items():
+            print(f"{name:<24} {entry.backend:<9} {entry.weights or ''}")
+    else:
+        from vlmface.prompts import available_templates, load_template_file
+
+        for name, path in available_templates().items():
+            template = load_template_file(path)
+            print(f"{name:<28} {template.kind:<12} {template.description}")
+    return 0
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check task specs, prompt templates and the model registry")
+    p.add_argument("tasks", nargs="*", help="task names or spec paths (default: all)")
+    p.set_defaults(handler=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from vlmface.validation import validate_all
+
+    problems = validate_all(args.tasks)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print("all task specs, prompt templates and registry entries are valid")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_eval, _add_score, _add_compare, _add_list, _add_validate):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except VlmfaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished predictions are saved; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

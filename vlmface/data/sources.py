@@ -1,0 +1,244 @@
+"""Dataset sources: each turns a source spec (+ optional local dir) into samples.
+
+One loader per source kind, registered in LOADERS. A sample whose labels cannot be
+read is skipped and reported by name; it is never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlmface.data.labels import LabelMapper
+from vlmface.data.samples import IMAGE_SUFFIXES, DatasetImage, FileImage, Sample
+from vlmface.errors import DataError, SampleError, SpecError
+from vlmface.tasks import SourceSpec, TaskSpec
+
+
+@dataclass
+class LoadedData:
+    samples: list[Sample]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    fingerprint: str = ""
+    location: str = ""
+
+
+@dataclass
+class _Context:
+    task: TaskSpec
+    source_name: str
+    source: SourceSpec
+    mapper: LabelMapper
+    data_dir: Path | None
+
+    def local_path(self) -> Path:
+        location = self.data_dir or (Path(self.source.path) if self.source.path else None)
+        if location is None:
+            raise DataError(f"{self.task.where}: source {self.source_name!r} reads local files; "
+                            f"pass --data-dir pointing at your copy of the data")
+        if not location.exists():
+            raise DataError(f"{location}: no such file or folder (task {self.task.name!r}, "
+                            f"source {self.source_name!r}); check --data-dir")
+        return location
+
+
+def _image_files(root: Path, pattern: str) -> Iterator[Path]:
+    for path in sorted(root.glob(pattern)):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            yield path
+
+
+def _files_fingerprint(root: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
+
+
+def _build(ctx: _Context, sample_id: str, image, raw: dict[str, Any], meta: dict[str, Any],
+           data: LoadedData) -> None:
+    try:
+        labels = ctx.mapper.labels_for(raw)
+    except SampleError as exc:
+        data.skipped.append((sample_id, str(exc)))
+        return
+    data.samples.append(Sample(id=sample_id, image=image, labels=labels, meta=meta))
+
+
+def load_image_folder(ctx: _Context) -> LoadedData:
+    """root/<label>/<image>: the folder name is the label of `label_attribute`."""
+    root = ctx.local_path()
+    files = list(_image_files(root, ctx.source.glob))
+    data = LoadedData(samples=[], fingerprint=_files_fingerprint(root, files), location=str(root))
+    for path in files:
+        sample_id = path.relative_to(root).as_posix()
+        _build(ctx, sample_id, FileImage(path), {ctx.source.label_attribute: path.parent.name},
+               {"file": sample_id}, data)
+    return data
+
+
+def load_filename_regex(ctx: _Context) -> LoadedData:
+    """Labels parsed from file names by a regex with named groups (UTKFace)."""
+    root = ctx.local_path()
+    pattern = re.compile(ctx.source.pattern)
+    files = list(_image_files(root, ctx.source.glob))
+    data = LoadedData(samples=[], fingerprint=_files_fingerprint(root, files), location=str(root))
+    attributes = {ctx.source.column_for(a): a for a in ctx.task.source_attributes}
+    for path in files:
+        sample_id = path.relative_to(root).as_posix()
+        match = pattern.fullmatch(path.name)
+        if match is None:
+            data.skipped.append((sample_id, f"file name does not match sources.{ctx.source_name}.pattern "
+                                            f"of {ctx.task.where}; labels unknown, skipped"))
+            continue
+        groups = match.groupdict()
+        raw = {attributes[g]: v for g, v in groups.items() if g in attributes}
+        meta = {g: v for g, v in groups.items() if g not in attributes} | {"file": sample_id}
+        _build(ctx, sample_id, FileImage(path), raw, meta, data)
+    return data
+
+
+def load_manifest(ctx: _Context) -> LoadedData:
+    """A CSV or parquet table: one row per image, a path column plus label columns."""
+    import pandas as pd
+
+    path = ctx.local_path()
+    if path.is_dir():
+        candidates = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet"))
+        if len(candidates) != 1:
+            raise DataError(f"{path}: expected exactly one .csv or .parquet manifest in this folder, "
+                            f"found {len(candidates)}; pass the manifest file itself as --data-dir")
+        path = candidates[0]
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for bad files
+        raise DataError(f"{path}: cannot read the manifest ({exc})") from None
+    columns = {a: ctx.source.column_for(a) for a in ctx.task.source_attributes}
+    required = [ctx.source.image_column] + [c for c in columns.values()]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: manifest lacks column(s) {missing}; it has {list(table.columns)}. "
+                        f"Rename them or map attributes to columns in sources.{ctx.source_name}.columns")
+    data = LoadedData(samples=[], fingerprint=hashlib.sha256(path.read_bytes()).hexdigest(),
+                      location=str(path))
+    used = set(required)
+    for row_number, row in enumerate(table.to_dict("records")):
+        image_path = path.parent / str(row[ctx.source.image_column])
+        sample_id = str(row[ctx.source.id_column]) if ctx.source.id_column else str(row[ctx.source.image_column])
+        raw = {a: row[c] for a, c in columns.items()}
+        meta = {k: v for k, v in row.items() if k not in used} | {"row": row_number}
+        _build(ctx, sample_id, FileImage(image_path), raw, meta, data)
+    return data
+
+
+def _open_hub_dataset(ctx: _Context):
+    import datasets
+
+    source = ctx.source
+    if ctx.data_dir is not None:
+        return _open_local_copy(ctx, ctx.local_path())
+    try:
+        return datasets.load_dataset(source.path, source.config, split=source.split)
+    except Exception as exc:  # the hub client raises many types when offline
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (this machine is set offline)" if offline else ""
+        raise DataError(
+            f"cannot load {source.path!r} (config {source.config!r}, split {source.split!r}) from the "
+            f"Hugging Face hub{hint}: {type(exc).__name__}: {str(exc)[:300]}\n"
+            f"Download it where you have internet, e.g. `datasets.load_dataset({source.path!r}, "
+            f"{source.config!r}, split={source.split!r}).save_to_disk(DIR)` or the repo's parquet files, "
+            f"then run with --data-dir DIR") from None
+
+
+def _open_local_copy(ctx: _Context, root: Path):
+    """A save_to_disk folder, or a folder of the hub repo's parquet files."""
+    import datasets
+
+    source = ctx.source
+    try:
+        if (root / "dataset_info.json").exists() or (root / "dataset_dict.json").exists():
+            loaded = datasets.load_from_disk(str(root))
+            if isinstance(loaded, datasets.DatasetDict):
+                if source.split not in loaded:
+                    raise DataError(f"{root}: no split {source.split!r}; it has {list(loaded)}")
+                loaded = loaded[source.split]
+            return loaded
+        base = root / source.config if source.config and (root / source.config).is_dir() else root
+        files = sorted(base.rglob(f"*{source.split}*.parquet")) if source.split else []
+        files = files or sorted(base.rglob("*.parquet"))
+        if not files:
+            raise DataError(f"{root}: no save_to_disk dataset and no .parquet files for split "
+                            f"{source.split!r}; point --data-dir at a local copy of {source.path!r}")
+        return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{root}: cannot read this local copy of {source.path!r}: {exc}") from None
+
+
+def _is_integer_codes(feature) -> bool:
+    return getattr(feature, "dtype", "").startswith(("int", "uint"))
+
+
+def load_hub(ctx: _Context) -> LoadedData:
+    """A Hugging Face dataset (or a local copy of it); ClassLabel ints become their names."""
+    import datasets
+
+    dataset = _open_hub_dataset(ctx)
+    source = ctx.source
+    columns = {a: source.column_for(a) for a in ctx.task.source_attributes}
+    missing = [c for c in [source.image_column, *columns.values()] if c not in dataset.column_names]
+    if missing:
+        raise DataError(f"{source.path}: column(s) {missing} not in the dataset {dataset.column_names}; "
+                        f"map attributes to columns in sources.{ctx.source_name}.columns")
+    names: dict[str, list[str]] = {}
+    for attribute, column in columns.items():
+        feature = dataset.features[column]
+        if isinstance(feature, datasets.ClassLabel):
+            names[attribute] = feature.names
+            ctx.mapper.check_raw_names(attribute, feature.names)
+        elif _is_integer_codes(feature) and ctx.task.attributes[attribute].kind != "numeric" \
+                and attribute not in source.values:
+            raise SpecError(f"{ctx.task.where}: column {column!r} of {source.path} holds integer codes "
+                            f"without class names; map each code to a label by name in "
+                            f"sources.{ctx.source_name}.values.{attribute} (mirrors order classes differently)")
+    table = dataset.select_columns(list(dict.fromkeys(columns.values())))[:]
+    images = dataset.cast_column(source.image_column, datasets.Image(decode=False))
+    ids = list(dataset[source.id_column]) if source.id_column else None
+    data = LoadedData(samples=[], fingerprint=dataset._fingerprint, location=source.path or "")
+    for index in range(len(dataset)):
+        raw = {}
+        for attribute, column in columns.items():
+            value = table[column][index]
+            raw[attribute] = names[attribute][value] if attribute in names and value is not None else value
+        sample_id = str(ids[index]) if ids is not None else f"{source.split or 'data'}-{index:06d}"
+        _build(ctx, sample_id, DatasetImage(images, index, source.image_column), raw, {"row": index}, data)
+    return data
+
+
+LOADERS: dict[str, Callable[[_Context], LoadedData]] = {
+    "hub": load_hub,
+    "image_folder": load_image_folder,
+    "filename_regex": load_filename_regex,
+    "manifest": load_manifest,
+}
+
+
+def load_samples(task: TaskSpec, source_name: str | None = None,
+                 data_dir: str | Path | None = None) -> LoadedData:
+    name, source = task.source(source_name)
+    ctx = _Context(task, name, source, LabelMapper(task, name, source), Path(data_dir) if data_dir else None)
+    data = LOADERS[source.kind](ctx)
+    if not data.samples:
+        reasons = f"; {len(data.skipped)} item(s) skipped, e.g. {data.skipped[0]}" if data.skipped else ""
+        raise DataError(f"no usable samples for task {task.name!r} from source {name!r} at "
+                        f"{data.location or '(unknown)'}{reasons}. Check --data-dir and the spec's glob/pattern")
+    ids = [s.id for s in data.samples]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"task {task.name!r}: sample ids are not unique; set sources.{name}.id_column")
+    return data

@@ -1,0 +1,124 @@
+"""The predictions.jsonl contract between the runner and the scorer.
+
+One JSON object per (sample, attribute). The runner appends and flushes a batch at a
+time, so a crash can leave at most one truncated last line; readers ignore it (and the
+runner redoes that sample on resume). Any other malformed line is an error that names
+the file and line number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlmface.errors import PredictionsError
+
+STATUSES = ("ok", "invalid", "refused", "error")
+REQUIRED_KEYS = ("sample_id", "attribute", "label", "status", "groups", "truth")
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+@dataclass
+class Prediction:
+    sample_id: str
+    attribute: str
+    label: str | float | None
+    status: str
+    truth: str | float | None
+    groups: dict[str, Any] = field(default_factory=dict)
+    raw: str | None = None
+    probs: dict[str, float] | None = None
+    extra: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        if record["extra"] is None:
+            del record["extra"]
+        return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+def _check_record(record: Any, where: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise PredictionsError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise PredictionsError(f"{where}: missing key(s) {', '.join(missing)}; every line needs "
+                               f"{', '.join(REQUIRED_KEYS)}")
+    if record["status"] not in STATUSES:
+        raise PredictionsError(f"{where}: unknown status {record['status']!r}; "
+                               f"expected one of {', '.join(STATUSES)}")
+    truth = record["truth"]
+    if truth is None or (isinstance(truth, float) and math.isnan(truth)):
+        raise PredictionsError(f"{where}: missing truth for sample {record['sample_id']!r}")
+    if record["status"] == "ok" and record["label"] is None:
+        raise PredictionsError(f"{where}: status 'ok' but label is null")
+    if not isinstance(record["groups"], dict):
+        raise PredictionsError(f"{where}: 'groups' must be an object of group column -> value")
+    return record
+
+
+def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield validated records; a truncated last line (no trailing newline) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise PredictionsError(f"{path}: no predictions file; run `vlmface eval` first")
+    with path.open("r", encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, start=1):
+        is_last = number == len(lines)
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if is_last and not line.endswith("\n"):
+                return  # tolerated: the run was killed mid-write
+            raise PredictionsError(f"{path}:{number}: not valid JSON ({exc.msg}); "
+                                   "fix or delete that line and re-score") from None
+        yield _check_record(record, f"{path}:{number}")
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    return list(iter_records(path))
+
+
+class PredictionWriter:
+    """Appends predictions, one flush + fsync per batch, so finished work survives a kill."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_truncated_tail()
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def _drop_truncated_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        with self.path.open("r+b") as handle:
+            handle.truncate(keep)
+
+    def write_batch(self, predictions: Iterable[Prediction]) -> None:
+        text = "".join(p.to_json() + "\n" for p in predictions)
+        if not text:
+            return
+        self._handle.write(text)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

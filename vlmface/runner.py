@@ -1,0 +1,320 @@
+"""task x model x prompt -> a run directory with predictions.jsonl and run.json.
+
+Finished work is never lost: predictions are appended and flushed per batch, and a rerun
+of the same command skips every (sample, attribute) already answered.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.data import Sample, load_samples, stratified_limit
+from vlmface.errors import SampleError, SpecError, VlmfaceError
+from vlmface.manifest import RUN_FILE, file_sha256, now, package_versions, read_run, write_json_atomic
+from vlmface.predictions import PREDICTIONS_FILE, Prediction, PredictionWriter, iter_records
+from vlmface.prompts import PromptTemplate, load_template
+from vlmface.registry import backend_class, resolve_model
+from vlmface.tasks import TaskSpec, load_task
+
+# Options that change answers, hence the identity of a run (and its directory name).
+IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype")
+
+
+@dataclass
+class EvalConfig:
+    task: str | Path
+    model: str
+    prompt: str | None = None
+    limit: int | None = None
+    seed: int = 0
+    data_dir: str | Path | None = None
+    source: str | None = None
+    out: str | Path = "results"
+    attributes: list[str] | None = None
+    batch_size: int = 16
+    options: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    retry_errors: bool = False
+    score: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    counts: dict[str, int]
+    unsupported: dict[str, str]
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.run_dir / PREDICTIONS_FILE
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:120] or "run"
+
+
+def _questions(task: TaskSpec, style: str, prompt: str | None,
+               attributes: list[str]) -> list[Question]:
+    questions = []
+    for attribute in attributes:
+        spec = task.attributes[attribute]
+        template: PromptTemplate | None = None
+        if style != "none":
+            name = prompt or task.prompts.for_attribute(style, attribute)
+            if name is None:
+                raise SpecError(f"{task.where}: no default {style} prompt for {attribute!r}; "
+                                f"set prompts.{style} in the spec or pass --prompt")
+            template = load_template(name)
+        questions.append(Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels),
+                                  display=dict(spec.display), bins=spec.bin_table(),
+                                  template=template, task=task.name))
+    return questions
+
+
+def _render_prompt(question: Question, sample: Sample) -> str:
+    return question.template.render_question(attribute=question.attribute, choices=question.choices,
+                                             labels=list(question.labels), task=question.task,
+                                             meta=sample.meta)
+
+
+def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:
+    """Render every template once, so a bad variable fails before any model is loaded."""
+    for question in questions:
+        if style == "question":
+            _render_prompt(question, sample)
+        elif style == "class_texts" and question.kind != "numeric":
+            question.class_texts()
+
+
+def _checked(answer: Answer, question: Question) -> Answer:
+    """A backend that returns a label outside the label set is a bug: never score it as a label."""
+    if answer.status == "ok" and question.kind != "numeric" and answer.label not in question.labels:
+        return Answer(label=None, status="invalid", raw=answer.raw,
+                      extra={"unknown_label": str(answer.label)})
+    return answer
+
+
+class _Run:
+    def __init__(self, config: EvalConfig):
+        self.config = config
+        self.task = load_task(config.task)
+        self.entry = resolve_model(config.model)
+        self.backend_cls = backend_class(self.entry.backend)
+        self.style = self.backend_cls.prompt_style
+        attributes = config.attributes or self.task.evaluated_attributes
+        unknown = [a for a in attributes if a not in self.task.attributes]
+        if unknown:
+            raise SpecError(f"--attributes: unknown {unknown}; {self.task.name} has {list(self.task.attributes)}")
+        self.questions = _questions(self.task, self.style, config.prompt, attributes)
+        self.source_name, _ = self.task.source(config.source)
+        self.data = load_samples(self.task, config.source, config.data_dir)
+        self.samples = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
+        _check_templates(self.questions, self.style, self.samples[0])
+        self.run_dir = self._run_dir()
+
+    def _variant(self) -> str:
+        prompt = self.config.prompt or ("none" if self.style == "none" else "default")
+        extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS
+                  if self.config.options.get(k) not in (None, "", "generate")]
+        return "__".join([Path(prompt).stem, *extras])
+
+    def _run_dir(self) -> Path:
+        task_part = self.task.name
+        if self.source_name != self.task.default_source:
+            task_part += f"@{self.source_name}"
+        return Path(self.config.out) / _safe(task_part) / _safe(self.entry.name) / _safe(self._variant())
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "source": self.source_name,
+            "dataset_fingerprint": self.data.fingerprint,
+            "seed": self.config.seed,
+            "limit": self.config.limit,
+            "model": self.entry.model_dump(),
+            "prompts": {q.attribute: q.template.sha256 if q.template else None for q in self.questions},
+            "options": {k: self.config.options.get(k) for k in IDENTITY_OPTIONS},
+        }
+
+
+def _prepare_dir(run: _Run) -> None:
+    if run.config.overwrite and run.run_dir.exists():
+        shutil.rmtree(run.run_dir)
+    previous = read_run(run.run_dir)
+    if previous is not None and previous.get("identity") != run.identity():
+        old, new = previous.get("identity", {}), run.identity()
+        differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise VlmfaceError(f"{run.run_dir} holds a different run (differs in: {', '.join(differing)}). "
+                           "Pass --overwrite to replace it, or --out to write elsewhere")
+
+
+def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
+    path = run_dir / PREDICTIONS_FILE
+    if not path.exists():
+        return set()
+    records = list(iter_records(path))
+    if retry_errors and any(r["status"] == "error" for r in records):
+        kept = [r for r in records if r["status"] != "error"]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(Prediction(**r).to_json() + "\n" for r in kept), encoding="utf-8")
+        tmp.replace(path)
+        records = kept
+    return {(r["sample_id"], r["attribute"]) for r in records}
+
+
+def _manifest(run: _Run, backend: Backend, unsupported: dict[str, str], prepared: dict[str, Any]) -> dict:
+    return {
+        "identity": run.identity(),
+        "task": run.task.name,
+        "task_spec": str(run.task.path),
+        "task_spec_sha256": file_sha256(run.task.path) if run.task.path else None,
+        "source": run.source_name,
+        "data_location": run.data.location,
+        "dataset_fingerprint": run.data.fingerprint,
+        "n_available": len(run.data.samples),
+        "n_selected": len(run.samples),
+        "skipped_items": {"count": len(run.data.skipped),
+                          "examples": [{"item": i, "reason": r} for i, r in run.data.skipped[:20]]},
+        "seed": run.config.seed,
+        "limit": run.config.limit,
+        "model": run.entry.name,
+        "model_entry": run.entry.model_dump(),
+        "backend": run.entry.backend,
+        "model_identity": backend.identity(),
+        "options": run.config.options,
+        "prompt": run.config.prompt,
+        "templates": {q.attribute: {"name": q.template.name, "path": str(q.template.path),
+                                    "sha256": q.template.sha256} if q.template else None
+                      for q in run.questions},
+        "attributes": {q.attribute: {"kind": q.kind, "labels": list(q.labels)}
+                       for q in run.questions if q.attribute not in unsupported},
+        "unsupported_attributes": unsupported,
+        "group_columns": run.task.group_columns,
+        "backend_setup": prepared,
+        "versions": package_versions(),
+    }
+
+
+def _predictions_for(sample: Sample, questions: list[Question], answers: list[Answer],
+                     group_columns: list[str]) -> list[Prediction]:
+    groups = {col: sample.labels.get(col) for col in group_columns}
+    return [Prediction(sample_id=sample.id, attribute=q.attribute, label=a.label, status=a.status,
+                       truth=sample.labels.get(q.attribute), groups=groups, raw=a.raw, probs=a.probs,
+                       extra=a.extra)
+            for q, a in zip(questions, answers)]
+
+
+def _run_batch(run: _Run, backend: Backend, batch: list[tuple[Sample, list[Question]]]) -> list[Prediction]:
+    predictions: list[Prediction] = []
+    queries: list[Query] = []
+    owners: list[tuple[Sample, Question]] = []
+    for sample, questions in batch:
+        try:
+            image = sample.load_image()
+        except SampleError as exc:
+            answers = [Answer.error(str(exc))] * len(questions)
+            predictions += _predictions_for(sample, questions, answers, run.task.group_columns)
+            continue
+        for question in questions:
+            prompt = _render_prompt(question, sample) if run.style == "question" else None
+            queries.append(Query(sample_id=sample.id, image=image, question=question, prompt=prompt,
+                                 meta=sample.meta))
+            owners.append((sample, question))
+    if queries:
+        answers = backend.answer(queries)
+        if len(answers) != len(queries):
+            raise VlmfaceError(f"backend {run.entry.backend!r} returned {len(answers)} answers "
+                               f"for {len(queries)} queries (a backend bug)")
+        for (sample, question), answer in zip(owners, answers):
+            predictions += _predictions_for(sample, [question], [_checked(answer, question)],
+                                            run.task.group_columns)
+    return predictions
+
+
+def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]):
+    for sample in run.samples:
+        todo = [q for q in questions if (sample.id, q.attribute) not in done]
+        if todo:
+            yield sample, todo
+
+
+def evaluate(config: EvalConfig) -> RunResult:
+    run = _Run(config)
+    _prepare_dir(run)
+    options = {"batch_size": config.batch_size, "cache_dir": Path(config.out) / ".cache", **config.options}
+    backend = run.backend_cls(run.entry, options)
+    try:
+        unsupported = {q.attribute: reason for q in run.questions
+                       if (reason := backend.unsupported_reason(q)) is not None}
+        questions = [q for q in run.questions if q.attribute not in unsupported]
+        for attribute, reason in unsupported.items():
+            print(f"note: {run.entry.name} cannot answer {attribute!r}: {reason}; skipped")
+        if not questions:
+            raise VlmfaceError(f"{run.entry.name} can answer none of the attributes asked "
+                               f"({', '.join(q.attribute for q in run.questions)})")
+        prepared = backend.prepare(questions)
+        done = _finished(run.run_dir, config.retry_errors)
+        manifest = _manifest(run, backend, unsupported, prepared)
+        previous = read_run(run.run_dir) or {}
+        manifest["started"] = previous.get("started", now())
+        manifest["status"] = "running"
+        write_json_atomic(run.run_dir / RUN_FILE, manifest)
+        counts = _execute(run, backend, questions, done, manifest)
+    finally:
+        backend.close()
+    if run.data.skipped:
+        print(f"note: {len(run.data.skipped)} item(s) of the dataset were skipped: "
+              + "; ".join(f"{i}: {r}" for i, r in run.data.skipped[:5]))
+    metrics = _score(run.run_dir) if config.score else None
+    return RunResult(run_dir=run.run_dir, counts=counts, unsupported=unsupported, metrics=metrics)
+
+
+def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[tuple[str, str]],
+             manifest: dict[str, Any]) -> dict[str, int]:
+    pending = list(_pending(run, questions, done))
+    counts: Counter[str] = Counter()
+    started = time.perf_counter()
+    batch_size = max(1, run.config.batch_size)
+    with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
+            tqdm(total=len(pending), unit="face", disable=not run.config.progress,
+                 desc=f"{run.task.name}/{run.entry.name}") as bar:
+        try:
+            for start in range(0, len(pending), batch_size):
+                batch = pending[start:start + batch_size]
+                predictions = _run_batch(run, backend, batch)
+                writer.write_batch(predictions)
+                counts.update(p.status for p in predictions)
+                bar.update(len(batch))
+        except BaseException:
+            manifest.update(status="interrupted", updated=now())
+            write_json_atomic(run.run_dir / RUN_FILE, manifest)
+            raise
+    seconds = time.perf_counter() - started
+    manifest.update(status="complete", finished=now(), counts={
+        "samples": len(run.samples), "resumed_skipped_pairs": len(done),
+        "new_predictions": sum(counts.values()), **dict(counts)},
+        timings={"seconds": round(seconds, 3),
+                 "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
+    write_json_atomic(run.run_dir / RUN_FILE, manifest)
+    return dict(counts)
+
+
+def _score(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        from vlmface.scoring import format_summary, score_run
+    except ImportError:
+        return None
+    metrics = score_run(run_dir)
+    print(format_summary(metrics))
+    return metrics

@@ -1,0 +1,57 @@
+"""`vlmface validate`: load every task spec, prompt template and registry entry, and render
+each template once with a stand-in sample, so mistakes surface before any model runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from vlmface.errors import VlmfaceError
+from vlmface.prompts import available_templates, load_template, load_template_file
+from vlmface.registry import load_registry
+from vlmface.tasks import TaskSpec, available_tasks, load_task
+
+
+def _render_with_stand_in(template, task: TaskSpec | None, attribute: str, labels: list[str]) -> None:
+    task_name = task.name if task else "example"
+    if template.kind == "question":
+        # A stand-in sample whose metadata has every key: the real metadata is checked by eval.
+        template.render_question(attribute=attribute, choices=labels, labels=labels, task=task_name,
+                                 meta=defaultdict(str))
+    else:
+        template.render_class_texts(label=labels[0], raw_label=labels[0], attribute=attribute,
+                                    task=task_name)
+
+
+def _validate_task(name: str) -> list[str]:
+    problems = []
+    task = load_task(name)
+    for attribute, spec in task.attributes.items():
+        for style in ("question", "class_texts"):
+            template_name = task.prompts.for_attribute(style, attribute)
+            if template_name is None or (style == "class_texts" and spec.kind == "numeric"):
+                continue
+            try:
+                _render_with_stand_in(load_template(template_name), task, attribute,
+                                      spec.labels or ["30"])
+            except VlmfaceError as exc:
+                problems.append(f"{task.where}: prompts.{style} for {attribute!r}: {exc}")
+    return problems
+
+
+def validate_all(tasks: list[str] | None = None) -> list[str]:
+    problems: list[str] = []
+    for name in tasks or list(available_tasks()):
+        try:
+            problems += _validate_task(name)
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    for path in available_templates().values():
+        try:
+            _render_with_stand_in(load_template_file(path), None, "gender", ["Male", "Female"])
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    try:
+        load_registry()
+    except VlmfaceError as exc:
+        problems.append(str(exc))
+    return problems
