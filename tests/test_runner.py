@@ -124,10 +124,12 @@ def _bad_inputs_task(tmp_path: Path, face: Path) -> Path:
     return spec
 
 
-def test_bad_images_become_per_sample_errors(tmp_path, utkface_dir):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_images_become_per_sample_errors(tmp_path, utkface_dir, workers):
     spec = _bad_inputs_task(tmp_path, utkface_dir / "35_1_0_20170103163357623.jpg.chip.jpg")
     result = evaluate(EvalConfig(task=spec, model="baseline", data_dir=tmp_path / "manifest.csv",
-                                 out=tmp_path / "out", score=False, progress=False))
+                                 out=tmp_path / "out", score=False, progress=False, workers=workers,
+                                 batch_size=3))
     records = {(r["sample_id"], r["attribute"]): r for r in read_records(result.predictions_path)}
     assert len(records) == 16
     for name in ("corrupt.jpg", "truncated.jpg", "missing.jpg"):

@@ -31,6 +31,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--attributes", help="comma-separated subset of the task's attributes")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
+                   "(default: the backend's; 0 = in the main process)")
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     p.add_argument("--dtype", help="fp32, fp16 or bf16 (GPU); default: the model's")
     p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
@@ -53,7 +55,7 @@ def _eval(args: argparse.Namespace) -> int:
         task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
         data_dir=args.data_dir, source=args.source, out=args.out,
         attributes=args.attributes.split(",") if args.attributes else None,
-        batch_size=args.batch_size, options={k: v for k, v in options.items() if v is not None},
+        batch_size=args.batch_size, workers=args.workers, options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)
     result = evaluate(config)

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from vlmface.backends.base import Answer, Backend, Query, Question
 from vlmface.data import Sample, load_samples, stratified_limit
-from vlmface.errors import SampleError, SpecError, VlmfaceError
+from vlmface.errors import SpecError, VlmfaceError
+from vlmface.loader import LoadedSample, iter_batches
 from vlmface.manifest import RUN_FILE, file_sha256, now, package_versions, read_run, write_json_atomic
 from vlmface.predictions import PREDICTIONS_FILE, Prediction, PredictionWriter, iter_records
 from vlmface.prompts import PromptTemplate, load_template
@@ -41,6 +42,7 @@ class EvalConfig:
     out: str | Path = "results"
     attributes: list[str] | None = None
     batch_size: int = 16
+    workers: int | None = None  # image loader processes; None: the backend's default
     options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     retry_errors: bool = False
@@ -215,21 +217,21 @@ def _predictions_for(sample: Sample, questions: list[Question], answers: list[An
             for q, a in zip(questions, answers)]
 
 
-def _run_batch(run: _Run, backend: Backend, batch: list[tuple[Sample, list[Question]]]) -> list[Prediction]:
+def _run_batch(run: _Run, backend: Backend, batch: list[LoadedSample],
+               todo: dict[str, list[Question]]) -> list[Prediction]:
     predictions: list[Prediction] = []
     queries: list[Query] = []
     owners: list[tuple[Sample, Question]] = []
-    for sample, questions in batch:
-        try:
-            image = sample.load_image()
-        except SampleError as exc:
-            answers = [Answer.error(str(exc))] * len(questions)
+    for loaded in batch:
+        sample, questions = loaded.sample, todo[loaded.sample.id]
+        if loaded.error is not None:
+            answers = [Answer.error(loaded.error)] * len(questions)
             predictions += _predictions_for(sample, questions, answers, run.task.group_columns)
             continue
         for question in questions:
             prompt = _render_prompt(question, sample) if run.style == "question" else None
-            queries.append(Query(sample_id=sample.id, image=image, question=question, prompt=prompt,
-                                 meta=sample.meta))
+            queries.append(Query(sample_id=sample.id, image=loaded.image, question=question, prompt=prompt,
+                                 meta=sample.meta, pixels=loaded.pixels))
             owners.append((sample, question))
     if queries:
         answers = backend.answer(queries)
@@ -242,11 +244,14 @@ def _run_batch(run: _Run, backend: Backend, batch: list[tuple[Sample, list[Quest
     return predictions
 
 
-def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]):
+def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -> dict[str, list[Question]]:
+    """sample id -> the questions still to ask about it, in sample order."""
+    todo = {}
     for sample in run.samples:
-        todo = [q for q in questions if (sample.id, q.attribute) not in done]
-        if todo:
-            yield sample, todo
+        remaining = [q for q in questions if (sample.id, q.attribute) not in done]
+        if remaining:
+            todo[sample.id] = remaining
+    return todo
 
 
 def evaluate(config: EvalConfig) -> RunResult:
@@ -282,17 +287,18 @@ def evaluate(config: EvalConfig) -> RunResult:
 
 def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[tuple[str, str]],
              manifest: dict[str, Any]) -> dict[str, int]:
-    pending = list(_pending(run, questions, done))
+    todo = _pending(run, questions, done)
+    pending = [sample for sample in run.samples if sample.id in todo]
     counts: Counter[str] = Counter()
     started = time.perf_counter()
-    batch_size = max(1, run.config.batch_size)
+    workers = run.config.workers if run.config.workers is not None else backend.default_workers
+    batches = iter_batches(pending, max(1, run.config.batch_size), workers, backend.preprocessor())
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
                  desc=f"{run.task.name}/{run.entry.name}") as bar:
         try:
-            for start in range(0, len(pending), batch_size):
-                batch = pending[start:start + batch_size]
-                predictions = _run_batch(run, backend, batch)
+            for batch in batches:
+                predictions = _run_batch(run, backend, batch, todo)
                 writer.write_batch(predictions)
                 counts.update(p.status for p in predictions)
                 bar.update(len(batch))

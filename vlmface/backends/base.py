@@ -8,6 +8,7 @@ model-specific (weights, chat formats, caches) stays inside the backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,6 +64,7 @@ class Query:
     question: Question
     prompt: str | None = None  # rendered question for generative backends
     meta: dict[str, Any] = field(default_factory=dict)
+    pixels: Any = None  # the backend's preprocessor(image), computed in loader workers
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Backend(ABC):
     #: how the runner prepares prompts: "question" renders one prompt per query,
     #: "class_texts" leaves prompts to the backend (CLIP), "none" uses no prompt.
     prompt_style: ClassVar[str] = "question"
+    #: loader worker processes used when the run does not say (--workers)
+    default_workers: ClassVar[int] = 0
 
     def __init__(self, entry: ModelEntry, options: dict[str, Any] | None = None):
         self.entry = entry
@@ -95,6 +99,11 @@ class Backend(ABC):
 
     def unsupported_reason(self, question: Question) -> str | None:
         """None if this backend can answer `question`, else a sentence saying why not."""
+        return None
+
+    def preprocessor(self) -> Callable[[Image.Image], Any] | None:
+        """A picklable image -> model-input function, run in the loader's worker processes
+        so decoding and preprocessing keep up with the model. None: the backend does it."""
         return None
 
     def prepare(self, questions: list[Question]) -> dict[str, Any]:

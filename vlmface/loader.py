@@ -1,0 +1,88 @@
+"""Decode (and preprocess) images ahead of the model, in worker processes when asked.
+
+With workers > 0 a torch DataLoader runs decoding and the backend's preprocessor in
+separate processes, so they keep pace with the model; without torch, a thread pool does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from vlmface.data import Sample
+from vlmface.errors import SampleError
+
+
+@dataclass
+class LoadedSample:
+    sample: Sample
+    image: Image.Image | None = None
+    pixels: Any = None
+    error: str | None = None
+
+
+class _Load:
+    """Picklable: sample -> LoadedSample (a bad image becomes an error, never an exception)."""
+
+    def __init__(self, preprocess: Callable[[Image.Image], Any] | None):
+        self.preprocess = preprocess
+
+    def __call__(self, sample: Sample) -> LoadedSample:
+        try:
+            image = sample.load_image()
+        except SampleError as exc:
+            return LoadedSample(sample, error=str(exc))
+        try:
+            pixels = self.preprocess(image) if self.preprocess else None
+        except Exception as exc:  # a preprocessor can fail on one odd image: record, go on
+            return LoadedSample(sample, error=f"{sample.image.describe()}: preprocessing failed ({exc})")
+        return LoadedSample(sample, image=image, pixels=pixels)
+
+
+class _Samples:
+    def __init__(self, samples: list[Sample], load: _Load):
+        self.samples, self.load = samples, load
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> LoadedSample:
+        return self.load(self.samples[index])
+
+
+def _as_list(batch: list[LoadedSample]) -> list[LoadedSample]:
+    return batch
+
+
+def iter_batches(samples: list[Sample], batch_size: int, workers: int = 0,
+                 preprocess: Callable[[Image.Image], Any] | None = None) -> Iterator[list[LoadedSample]]:
+    load = _Load(preprocess)
+    if workers <= 0:
+        for start in range(0, len(samples), batch_size):
+            yield [load(sample) for sample in samples[start:start + batch_size]]
+        return
+    try:
+        from torch.utils.data import DataLoader
+    except ImportError:
+        yield from _threaded(samples, batch_size, workers, load)
+        return
+    loader = DataLoader(_Samples(samples, load), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_as_list, prefetch_factor=2)
+    yield from loader
+
+
+def _threaded(samples: list[Sample], batch_size: int, workers: int, load: _Load) -> Iterator[list[LoadedSample]]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(load, samples)
+        batch: list[LoadedSample] = []
+        for loaded in results:
+            batch.append(loaded)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
