@@ -30,7 +30,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="which of the task's sources to read (default: its first)")
     p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--attributes", help="comma-separated subset of the task's attributes")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, help="samples per batch (default: the backend's)")
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")

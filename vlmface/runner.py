@@ -41,7 +41,7 @@ class EvalConfig:
     source: str | None = None
     out: str | Path = "results"
     attributes: list[str] | None = None
-    batch_size: int = 16
+    batch_size: int | None = None  # samples per batch; None: the backend's default
     workers: int | None = None  # image loader processes; None: the backend's default
     options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
@@ -114,6 +114,7 @@ class _Run:
         self.entry = resolve_model(config.model)
         self.backend_cls = backend_class(self.entry.backend)
         self.style = self.backend_cls.prompt_style
+        self.batch_size = max(1, config.batch_size or self.backend_cls.default_batch_size)
         attributes = config.attributes or self.task.evaluated_attributes
         unknown = [a for a in attributes if a not in self.task.attributes]
         if unknown:
@@ -257,7 +258,7 @@ def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -
 def evaluate(config: EvalConfig) -> RunResult:
     run = _Run(config)
     _prepare_dir(run)
-    options = {"batch_size": config.batch_size, "cache_dir": Path(config.out) / ".cache", **config.options}
+    options = {"batch_size": run.batch_size, "cache_dir": Path(config.out) / ".cache", **config.options}
     backend = run.backend_cls(run.entry, options)
     try:
         unsupported = {q.attribute: reason for q in run.questions
@@ -292,7 +293,7 @@ def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[t
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     workers = run.config.workers if run.config.workers is not None else backend.default_workers
-    batches = iter_batches(pending, max(1, run.config.batch_size), workers, backend.preprocessor())
+    batches = iter_batches(pending, run.batch_size, workers, backend.preprocessor())
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
                  desc=f"{run.task.name}/{run.entry.name}") as bar:

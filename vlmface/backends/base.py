@@ -88,6 +88,8 @@ class Backend(ABC):
     prompt_style: ClassVar[str] = "question"
     #: loader worker processes used when the run does not say (--workers)
     default_workers: ClassVar[int] = 0
+    #: samples per batch when the run does not say (--batch-size)
+    default_batch_size: ClassVar[int] = 16
 
     def __init__(self, entry: ModelEntry, options: dict[str, Any] | None = None):
         self.entry = entry
