@@ -308,6 +308,10 @@ def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[t
             write_json_atomic(run.run_dir / RUN_FILE, manifest)
             raise
     seconds = time.perf_counter() - started
+    summary = backend.run_summary()
+    if summary:
+        manifest["backend_summary"] = summary
+        print(f"{run.entry.name}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
     manifest.update(status="complete", finished=now(), counts={
         "samples": len(run.samples), "resumed_skipped_pairs": len(done),
         "new_predictions": sum(counts.values()), **dict(counts)},

@@ -117,5 +117,9 @@ class Backend(ABC):
         """One Answer per query, in order. Never raise for a single bad sample:
         return Answer.error(...) for it instead."""
 
+    def run_summary(self) -> dict[str, Any]:
+        """Facts known only after the last batch (tokens, cost, cache hits), for run.json."""
+        return {}
+
     def close(self) -> None:
         """Release models, servers or pools."""
