@@ -304,7 +304,7 @@ def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[t
                 counts.update(p.status for p in predictions)
                 bar.update(len(batch))
         except BaseException:
-            manifest.update(status="interrupted", updated=now())
+            manifest.update(status="interrupted", updated=now(), backend_summary=backend.run_summary())
             write_json_atomic(run.run_dir / RUN_FILE, manifest)
             raise
     seconds = time.perf_counter() - started
