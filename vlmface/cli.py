@@ -71,6 +71,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answered-only", action="store_true",
                    help="score only answered items (invalid and refused left out of accuracy)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
     p.set_defaults(handler=_score)
 
 
@@ -78,7 +79,8 @@ def _score(args: argparse.Namespace) -> int:
     from vlmface.scoring import format_summary, score_run
 
     metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
-                        seed=args.seed, answered_only=args.answered_only)
+                        seed=args.seed, answered_only=args.answered_only,
+                        confidence=args.confidence)
     print(format_summary(metrics))
     return 0
 
@@ -89,13 +91,15 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_b", type=Path)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--confidence", type=float, default=0.95)
     p.set_defaults(handler=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
     from vlmface.scoring import compare_runs, format_comparison
 
-    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed)))
+    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed,
+                                                confidence=args.confidence)))
     return 0
 
 

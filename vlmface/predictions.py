@@ -68,19 +68,18 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         raise PredictionsError(f"{path}: no predictions file; run `vlmface eval` first")
     with path.open("r", encoding="utf-8") as handle:
-        lines = handle.readlines()
-    for number, line in enumerate(lines, start=1):
-        is_last = number == len(lines)
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if is_last and not line.endswith("\n"):
-                return  # tolerated: the run was killed mid-write
-            raise PredictionsError(f"{path}:{number}: not valid JSON ({exc.msg}); "
-                                   "fix or delete that line and re-score") from None
-        yield _check_record(record, f"{path}:{number}")
+        number = 0
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not line.endswith("\n") and not handle.read(1):
+                    return  # tolerated: a truncated last line, the run was killed mid-write
+                raise PredictionsError(f"{path}:{number}: not valid JSON ({exc.msg}); "
+                                       "fix or delete that line and re-score") from None
+            yield _check_record(record, f"{path}:{number}")
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

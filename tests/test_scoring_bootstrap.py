@@ -1,0 +1,98 @@
+"""Bootstrap CIs: seeded, vectorised, and covering planted values at about the nominal rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from vlmface.scoring.attributes import AttributeSpec
+from vlmface.scoring.bootstrap import (mean_samples, paired_difference_samples, percentile_ci,
+                                       proportion_samples)
+from vlmface.scoring.load import _group_values, encode_attribute
+from vlmface.scoring.score import score_attribute
+from vlmface.scoring.settings import ScoreSettings
+
+PLANTED = {"A": 0.55, "B": 0.70, "C": 0.80, "D": 0.90}
+LABELS = ("x", "y", "z")
+
+
+def draw_attribute(rng: np.random.Generator, n_per_group: int):
+    """One synthetic sample of the planted population, encoded as the scorer reads it."""
+    groups = np.repeat(list(PLANTED), n_per_group)
+    right = rng.random(groups.size) < np.repeat(list(PLANTED.values()), n_per_group)
+    truth = rng.integers(3, size=groups.size)
+    pred = np.where(right, truth, (truth + rng.integers(1, 3, size=groups.size)) % 3)
+    frame = pd.DataFrame({"sample_id": np.arange(groups.size).astype(str), "status": "ok",
+                          "truth": np.array(LABELS)[truth], "label": np.array(LABELS)[pred],
+                          "g:race": _group_values(list(groups))})
+    return encode_attribute(frame, AttributeSpec("emotion", "categorical", LABELS), ["race"])
+
+
+def covers(bounds: list[float], value: float) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+def test_cis_cover_planted_values_at_nominal_rate():
+    rng = np.random.default_rng(2024)
+    draws, confidence = 200, 0.95
+    hits = {"group": 0, "gap": 0, "overall": 0}
+    true_gap = max(PLANTED.values()) - min(PLANTED.values())
+    true_overall = np.mean(list(PLANTED.values()))
+    for draw in range(draws):
+        result = score_attribute(draw_attribute(rng, 150),
+                                 ScoreSettings(n_boot=1000, seed=draw, confidence=confidence))
+        by_group = result["by_group"]["race"]
+        hits["group"] += sum(covers(by_group[g]["accuracy_ci"], p) for g, p in PLANTED.items())
+        hits["gap"] += covers(result["disparity"]["race"]["gap_ci"], true_gap)
+        hits["overall"] += covers(result["overall"]["accuracy_ci"], true_overall)
+    for name, trials in (("group", draws * len(PLANTED)), ("gap", draws)):
+        # two-sided 99.9% binomial acceptance region around the nominal rate
+        lo, hi = stats.binom.interval(0.999, trials, confidence)
+        assert lo <= hits[name] <= hi, (name, hits[name] / trials)
+    # resampling all items ignores the fixed group sizes of this design: conservative
+    assert hits["overall"] >= stats.binom.interval(0.999, draws, confidence)[0]
+
+
+def test_same_seed_same_intervals_other_seed_differs():
+    data = draw_attribute(np.random.default_rng(0), 60)
+    first = score_attribute(data, ScoreSettings(n_boot=300, seed=1))
+    again = score_attribute(data, ScoreSettings(n_boot=300, seed=1))
+    other = score_attribute(data, ScoreSettings(n_boot=300, seed=2))
+    assert first == again
+    assert first["disparity"]["race"]["gap_ci"] != other["disparity"]["race"]["gap_ci"]
+
+
+def test_proportion_samples_are_binomial_with_the_right_spread():
+    rng = np.random.default_rng(0)
+    samples = proportion_samples(np.array([30, 0, 0]), np.array([100, 0, 50]), 20_000, rng)
+    assert samples.shape == (20_000, 3)
+    assert samples[:, 0].mean() == pytest.approx(0.3, abs=0.003)
+    assert samples[:, 0].std() == pytest.approx(np.sqrt(0.3 * 0.7 / 100), rel=0.03)
+    assert np.isnan(samples[:, 1]).all() and (samples[:, 2] == 0).all()
+
+
+def test_mean_samples_match_the_standard_error_of_the_mean():
+    rng = np.random.default_rng(1)
+    values = rng.exponential(4.0, size=2_000).round(1)
+    means = mean_samples(values, 4_000, np.random.default_rng(2))
+    assert means.mean() == pytest.approx(values.mean(), abs=0.01)
+    assert means.std() == pytest.approx(values.std() / np.sqrt(values.size), rel=0.05)
+
+
+def test_paired_difference_resamples_the_four_cells_jointly():
+    cells = np.array([500, 40, 80, 380])  # both, a only, b only, neither
+    samples = paired_difference_samples(cells, 20_000, np.random.default_rng(3))
+    n = cells.sum()
+    p10, p01 = cells[1] / n, cells[2] / n
+    assert samples.mean() == pytest.approx((80 - 40) / n, abs=0.001)
+    # variance of a paired difference of proportions (depends on the discordant cells only)
+    assert samples.std() == pytest.approx(np.sqrt((p10 + p01 - (p01 - p10) ** 2) / n), rel=0.03)
+
+
+def test_percentile_ci_bounds_and_all_nan_columns():
+    samples = np.column_stack([np.linspace(0, 1, 1001), np.full(1001, np.nan)])
+    bounds = percentile_ci(samples, 0.9)
+    assert bounds[:, 0] == pytest.approx([0.05, 0.95])
+    assert np.isnan(bounds[:, 1]).all()

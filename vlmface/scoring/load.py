@@ -1,0 +1,181 @@
+"""predictions.jsonl (+ run.json) -> one encoded `AttributeData` per attribute.
+
+Lines are read and validated by `vlmface.predictions.iter_records` (line-numbered
+errors, truncated last line tolerated). Here the records become columns: status codes,
+integer label codes (categorical/ordinal) or floats (numeric), and one pandas
+Categorical per group column, so every metric downstream is a numpy bincount.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vlmface.errors import PredictionsError
+from vlmface.predictions import PREDICTIONS_FILE, STATUSES, iter_records
+from vlmface.scoring.attributes import AttributeSpec, group_columns, read_run_json, resolve_spec
+
+OK, INVALID, REFUSED, ERROR = (STATUSES.index(s) for s in ("ok", "invalid", "refused", "error"))
+BASE_COLUMNS = ("sample_id", "attribute", "label", "status", "truth")
+
+
+@dataclass
+class AttributeData:
+    """The records of one attribute, encoded. `pred` is -1 / NaN where status is not ok."""
+
+    spec: AttributeSpec
+    labels: tuple[str, ...]  # spec labels, then any undeclared label found in the data
+    sample_id: np.ndarray
+    status: np.ndarray  # int8 index into STATUSES
+    truth: np.ndarray  # int label codes, or floats for numeric attributes
+    pred: np.ndarray
+    groups: dict[str, pd.Categorical]
+
+    @property
+    def undeclared_labels(self) -> tuple[str, ...]:
+        return self.labels[len(self.spec.labels):]
+
+
+@dataclass
+class RunData:
+    path: Path
+    run: dict[str, Any] | None
+    attributes: dict[str, AttributeData]
+    group_columns: list[str]
+
+
+def _collect_columns(path: Path) -> tuple[dict[str, list], dict[str, list]]:
+    base: dict[str, list] = {key: [] for key in BASE_COLUMNS}
+    groups: dict[str, list] = {}
+    appends = [(base[key].append, key) for key in BASE_COLUMNS]
+    for n, record in enumerate(iter_records(path)):
+        for append, key in appends:
+            append(record[key])
+        row_groups = record["groups"]
+        for col in row_groups.keys() - groups.keys():
+            groups[col] = [None] * n
+        for col, values in groups.items():
+            values.append(row_groups.get(col))
+    return base, groups
+
+
+def _line_numbers(path: Path, sample_id: str, attribute: str) -> list[int]:
+    """Where a duplicated (sample, attribute) pair sits; only called to write the error."""
+    numbers = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if str(record.get("sample_id")) == sample_id and record.get("attribute") == attribute:
+                numbers.append(number)
+    return numbers
+
+
+def _check_duplicates(frame: pd.DataFrame, path: Path) -> None:
+    duplicated = frame.duplicated(["sample_id", "attribute"], keep=False)
+    if not duplicated.any():
+        return
+    first = frame.loc[duplicated.idxmax()]
+    lines = _line_numbers(path, first["sample_id"], first["attribute"])
+    raise PredictionsError(
+        f"{path}: sample {first['sample_id']!r}, attribute {first['attribute']!r} appears "
+        f"more than once (lines {', '.join(map(str, lines))}); keep one line per "
+        f"(sample_id, attribute) and re-score")
+
+
+def read_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """All records as one DataFrame (group columns prefixed 'g:'), plus group column names."""
+    base, groups = _collect_columns(path)
+    if not base["sample_id"]:
+        raise PredictionsError(f"{path}: no predictions to score; run `vlmface eval` first")
+    frame = pd.DataFrame({key: pd.Series(values, dtype=object) for key, values in base.items()})
+    frame["sample_id"] = _as_text(frame["sample_id"])
+    for col, values in groups.items():
+        frame["g:" + col] = _group_values(values)
+    _check_duplicates(frame, path)
+    return frame, list(groups)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values  # the usual case; skips a Python-level map over every row
+    return values.map(str)
+
+
+def _encode_labels(values: pd.Series, labels: list[str]) -> np.ndarray:
+    """Integer codes into `labels`, appending any value not there yet (in sorted order)."""
+    text = _as_text(values)
+    unknown = sorted(set(text.unique()) - set(labels))
+    labels.extend(unknown)
+    return pd.Categorical(text, categories=labels).codes.astype(np.int64)
+
+
+def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeSpec,
+             path: Path | None) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = bad.idxmax()
+        sample_id = frame.at[row, "sample_id"]
+        where = f"{path}:{_line_numbers(path, sample_id, spec.name)[0]}: " if path else ""
+        raise PredictionsError(
+            f"{where}sample {sample_id!r}: {what} {values[row]!r} is not a number, but "
+            f"attribute {spec.name!r} is numeric; fix run.json's kind or the predictions")
+    return numbers.to_numpy(dtype=float)
+
+
+def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
+                     path: Path | None = None) -> AttributeData:
+    """`path` (the predictions file) is only used to name the line in an error."""
+    status = pd.Categorical(frame["status"], categories=STATUSES).codes.astype(np.int8)
+    ok = status == OK
+    if spec.is_numeric:
+        labels: list[str] = []
+        truth = _numeric(frame["truth"], frame, "truth", spec, path)
+        pred = np.full(len(frame), np.nan)
+        pred[ok] = _numeric(frame["label"][ok], frame, "label", spec, path)
+    else:
+        labels = list(spec.labels)
+        truth = _encode_labels(frame["truth"], labels)
+        pred = np.full(len(frame), -1, dtype=np.int64)
+        pred[ok] = _encode_labels(frame["label"][ok], labels)
+    groups = {col: frame["g:" + col].array.remove_unused_categories()
+              for col in cols if frame["g:" + col].notna().any()}
+    return AttributeData(spec, tuple(labels), frame["sample_id"].to_numpy(), status, truth,
+                         pred, groups)
+
+
+def _group_values(values: list) -> pd.Categorical:
+    """Group values as text categories (sorted); null stays missing."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    names = [str(value) for value in uniques]
+    categories = sorted(set(names))
+    position = {name: i for i, name in enumerate(categories)}
+    remap = np.array([position[name] for name in names] + [-1], dtype=np.int64)
+    return pd.Categorical.from_codes(remap[codes], categories=categories)
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PredictionsError(f"{run_dir}: not a run directory; pass the folder that holds "
+                               f"{PREDICTIONS_FILE}")
+    run = read_run_json(run_dir)
+    path = run_dir / PREDICTIONS_FILE
+    frame, seen = read_frame(path)
+    cols = group_columns(run, seen)
+    declared = list(((run or {}).get("attributes") or {}))
+    present = list(frame["attribute"].unique())
+    order = [a for a in declared if a in present] + [a for a in present if a not in declared]
+    attributes = {}
+    for name, sub in frame.groupby("attribute", sort=False):
+        sub = sub.reset_index(drop=True)
+        attributes[name] = encode_attribute(sub, resolve_spec(name, sub, run), cols, path)
+    return RunData(path, run, {name: attributes[name] for name in order}, cols)

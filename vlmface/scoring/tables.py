@@ -1,0 +1,104 @@
+"""Writes metrics.json (strict JSON, null for undefined) and the tidy tables.
+
+tables/<attr>__overall      one row: n, scores with CI bounds, rates
+tables/<attr>__per_class    categorical/ordinal: precision, recall, f1, support per label
+tables/<attr>__confusion    categorical/ordinal: truth rows x predicted columns, plus the
+                            non-answer columns <invalid> and <refused>
+tables/<attr>__by_<col>     one row per group value of a group column or pair ("race5xgender")
+tables/<attr>__disparity    one row per group column or pair: gap [CI], ratio, worst/best...
+each as .csv and .md. Names are sanitised to letters, digits, '_', '.', '-'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TABLES_DIR = "tables"
+METRICS_FILE = "metrics.json"
+
+
+def json_ready(value: Any) -> Any:
+    """numpy -> Python, NaN/inf -> None, tuples -> lists; dict order is kept."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Atomic: a reader never sees half a metrics.json."""
+    text = json.dumps(json_ready(content), indent=2, ensure_ascii=False, allow_nan=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def _flatten(row: dict[str, Any]) -> dict[str, Any]:
+    """[lo, hi] pairs become two columns; nested dicts are dropped (they get own tables)."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, list) and len(value) == 2 and key.endswith("_ci"):
+            flat[key + "_lo"], flat[key + "_hi"] = value
+        elif isinstance(value, list):
+            flat[key] = ", ".join(map(str, value))
+        elif not isinstance(value, dict):
+            flat[key] = value
+    return flat
+
+
+def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Every table of one attribute, keyed by file stem."""
+    stem = _safe(attr)
+    overall = metrics["overall"]
+    tables = {f"{stem}__overall": pd.DataFrame([_flatten(overall)])}
+    if "per_class" in overall:
+        tables[f"{stem}__per_class"] = pd.DataFrame.from_dict(
+            overall["per_class"], orient="index").rename_axis("label").reset_index()
+        tables[f"{stem}__confusion"] = pd.DataFrame.from_dict(
+            overall["confusion"], orient="index").rename_axis("truth").reset_index()
+    for col, groups in metrics["by_group"].items():
+        rows = [{"group": value, **_flatten(row)} for value, row in groups.items()]
+        tables[f"{stem}__by_{_safe(col)}"] = pd.DataFrame(rows)
+    rows = [{"group_column": col, **_flatten(row)} for col, row in metrics["disparity"].items()]
+    if rows:
+        tables[f"{stem}__disparity"] = pd.DataFrame(rows)
+    return tables
+
+
+def _markdown(title: str, frame: pd.DataFrame) -> str:
+    frame = frame.astype(object).where(frame.notna(), None)  # tabulate blanks None, not NaN
+    body = frame.to_markdown(index=False, floatfmt=".4f", missingval="")
+    return f"# {title}\n\n{body}\n"
+
+
+def write_tables(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
+    """Replace the scorer's tables in RUN_DIR/tables; other files there are left alone."""
+    folder = run_dir / TABLES_DIR
+    folder.mkdir(exist_ok=True)
+    for old in [*folder.glob("*__*.csv"), *folder.glob("*__*.md")]:
+        old.unlink()
+    written = []
+    for attr, attr_metrics in metrics["attributes"].items():
+        for stem, frame in attribute_tables(attr, json_ready(attr_metrics)).items():
+            frame.to_csv(folder / f"{stem}.csv", index=False)
+            (folder / f"{stem}.md").write_text(_markdown(stem.replace("__", ": "), frame),
+                                                encoding="utf-8")
+            written += [folder / f"{stem}.csv", folder / f"{stem}.md"]
+    return written
