@@ -19,6 +19,13 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), yaml.safe_load(value)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"--shard expects K/N (e.g. 0/4), got {text!r}")
+    return int(index), int(count)
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="run a model on a task and score it")
     p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
@@ -39,6 +46,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="any other backend option (repeatable)")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     p.add_argument("--retry-errors", action="store_true", help="redo samples that ended in an error")
     p.add_argument("--no-score", action="store_true", help="only write predictions")
@@ -55,7 +64,8 @@ def _eval(args: argparse.Namespace) -> int:
         task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
         data_dir=args.data_dir, source=args.source, out=args.out,
         attributes=args.attributes.split(",") if args.attributes else None,
-        batch_size=args.batch_size, workers=args.workers, options={k: v for k, v in options.items() if v is not None},
+        batch_size=args.batch_size, workers=args.workers, shard=args.shard,
+        options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)
     result = evaluate(config)
@@ -100,6 +110,26 @@ def _compare(args: argparse.Namespace) -> int:
 
     print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed,
                                                 confidence=args.confidence)))
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="merge shard runs (eval --shard K/N) into one run and score it")
+    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="the merged run directory (must be new)")
+    p.add_argument("--no-score", action="store_true")
+    p.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from vlmface.merge import merge_runs
+
+    out = merge_runs(args.run_dirs, args.out)
+    print(f"merged {len(args.run_dirs)} shards into {out}")
+    if not args.no_score:
+        from vlmface.scoring import format_summary, score_run
+
+        print(format_summary(score_run(out)))
     return 0
 
 
@@ -151,7 +181,7 @@ def _validate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_score, _add_compare, _add_list, _add_validate):
+    for add in (_add_eval, _add_score, _add_compare, _add_merge, _add_list, _add_validate):
         add(sub)
     return parser
 

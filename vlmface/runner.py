@@ -43,6 +43,7 @@ class EvalConfig:
     attributes: list[str] | None = None
     batch_size: int | None = None  # samples per batch; None: the backend's default
     workers: int | None = None  # image loader processes; None: the backend's default
+    shard: tuple[int, int] | None = None  # (K, N): this process runs shard K of N
     options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     retry_errors: bool = False
@@ -60,6 +61,17 @@ class RunResult:
     @property
     def predictions_path(self) -> Path:
         return self.run_dir / PREDICTIONS_FILE
+
+
+def shard_of(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
+    """Shard K of N: every N-th selected sample from the K-th, so shards are disjoint,
+    cover the selection, differ in size by at most one, and depend only on the selection."""
+    if shard is None:
+        return samples
+    index, count = shard
+    if not 0 <= index < count:
+        raise VlmfaceError(f"--shard {index}/{count}: K must be in 0..{count - 1}")
+    return samples[index::count]
 
 
 def _safe(name: str) -> str:
@@ -122,7 +134,11 @@ class _Run:
         self.questions = _questions(self.task, self.style, config.prompt, attributes)
         self.source_name, _ = self.task.source(config.source)
         self.data = load_samples(self.task, config.source, config.data_dir)
-        self.samples = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
+        selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
+        self.n_selected = len(selected)
+        self.samples = shard_of(selected, config.shard)
+        if not self.samples:
+            raise VlmfaceError(f"shard {config.shard} of {self.n_selected} samples is empty; use fewer shards")
         _check_templates(self.questions, self.style, self.samples[0])
         self.run_dir = self._run_dir()
 
@@ -130,6 +146,8 @@ class _Run:
         prompt = self.config.prompt or ("none" if self.style == "none" else "default")
         extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS
                   if self.config.options.get(k) not in (None, "", "generate")]
+        if self.config.shard:
+            extras.append("shard-{}-of-{}".format(*self.config.shard))
         return "__".join([Path(prompt).stem, *extras])
 
     def _run_dir(self) -> Path:
@@ -148,6 +166,7 @@ class _Run:
             "model": self.entry.model_dump(),
             "prompts": {q.attribute: q.template.sha256 if q.template else None for q in self.questions},
             "options": {k: self.config.options.get(k) for k in IDENTITY_OPTIONS},
+            "shard": list(self.config.shard) if self.config.shard else None,
         }
 
 
@@ -186,7 +205,10 @@ def _manifest(run: _Run, backend: Backend, unsupported: dict[str, str], prepared
         "data_location": run.data.location,
         "dataset_fingerprint": run.data.fingerprint,
         "n_available": len(run.data.samples),
-        "n_selected": len(run.samples),
+        "n_selected": run.n_selected,
+        "shard": None if not run.config.shard else {
+            "index": run.config.shard[0], "count": run.config.shard[1],
+            "sample_ids": [s.id for s in run.samples]},
         "skipped_items": {"count": len(run.data.skipped),
                           "examples": [{"item": i, "reason": r} for i, r in run.data.skipped[:20]]},
         "seed": run.config.seed,

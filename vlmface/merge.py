@@ -1,0 +1,93 @@
+"""`vlmface merge`: shard runs -> one run directory, checked to cover every sample once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from vlmface.errors import VlmfaceError
+from vlmface.manifest import RUN_FILE, now, read_run, write_json_atomic
+from vlmface.predictions import PREDICTIONS_FILE, Prediction, iter_records
+
+
+def _shard_manifest(run_dir: Path) -> dict[str, Any]:
+    manifest = read_run(run_dir)
+    if manifest is None:
+        raise VlmfaceError(f"{run_dir}: no {RUN_FILE}; pass the run directories that `vlmface eval --shard` made")
+    if not manifest.get("shard"):
+        raise VlmfaceError(f"{run_dir}: not a shard run (it was made without --shard)")
+    return manifest
+
+
+def _check_shards(run_dirs: list[Path], manifests: list[dict[str, Any]]) -> None:
+    counts = {m["shard"]["count"] for m in manifests}
+    if len(counts) != 1:
+        raise VlmfaceError(f"shards come from different splits (N = {sorted(counts)})")
+    count = counts.pop()
+    seen = Counter(m["shard"]["index"] for m in manifests)
+    missing = sorted(set(range(count)) - set(seen))
+    doubled = sorted(index for index, n in seen.items() if n > 1)
+    if missing or doubled:
+        raise VlmfaceError(f"shards of N = {count}: missing {missing or 'none'}, given twice {doubled or 'none'}")
+    base = {k: v for k, v in manifests[0]["identity"].items() if k != "shard"}
+    for run_dir, manifest in zip(run_dirs, manifests):
+        other = {k: v for k, v in manifest["identity"].items() if k != "shard"}
+        if other != base:
+            differing = sorted(k for k in base if base[k] != other.get(k))
+            raise VlmfaceError(f"{run_dir} is a shard of a different run (differs in: {', '.join(differing)})")
+
+
+def _collect(run_dirs: list[Path], manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    attributes = list(manifests[0]["attributes"])
+    owner: dict[str, Path] = {}
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for run_dir, manifest in zip(run_dirs, manifests):
+        for sample_id in manifest["shard"]["sample_ids"]:
+            if sample_id in owner:
+                problems.append(f"sample {sample_id!r} is assigned to both {owner[sample_id]} and {run_dir}")
+            owner[sample_id] = run_dir
+        found = Counter()
+        for record in iter_records(run_dir / PREDICTIONS_FILE):
+            if owner.get(record["sample_id"]) != run_dir:
+                problems.append(f"{run_dir}: sample {record['sample_id']!r} does not belong to this shard")
+            found[(record["sample_id"], record["attribute"])] += 1
+            records.append(record)
+        problems += [f"{run_dir}: sample {sid!r} has {n} predictions for {attr!r}"
+                     for (sid, attr), n in found.items() if n > 1]
+        unfinished = sorted({sid for sid in manifest["shard"]["sample_ids"]
+                             for attr in attributes if (sid, attr) not in found})
+        if unfinished:
+            problems.append(f"{run_dir}: {len(unfinished)} sample(s) not finished, e.g. {unfinished[:5]}; "
+                            "rerun that shard's command to complete it")
+    if problems:
+        raise VlmfaceError("cannot merge:\n  " + "\n  ".join(problems[:20]))
+    if len(owner) != manifests[0]["n_selected"]:
+        raise VlmfaceError(f"the shards hold {len(owner)} samples but the run selected "
+                           f"{manifests[0]['n_selected']}")
+    order = {sid: i for i, sid in enumerate(sorted(owner))}
+    attribute_order = {a: i for i, a in enumerate(attributes)}
+    return sorted(records, key=lambda r: (order[r["sample_id"]], attribute_order.get(r["attribute"], 0)))
+
+
+def merge_runs(run_dirs: list[Path], out: Path) -> Path:
+    """Check that the shards cover every selected sample exactly once, then write one run."""
+    run_dirs = [Path(d) for d in run_dirs]
+    manifests = [_shard_manifest(d) for d in run_dirs]
+    _check_shards(run_dirs, manifests)
+    records = _collect(run_dirs, manifests)
+    out = Path(out)
+    if (out / PREDICTIONS_FILE).exists():
+        raise VlmfaceError(f"{out} already holds predictions; merge into a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{PREDICTIONS_FILE}.tmp"
+    tmp.write_text("".join(Prediction(**r).to_json() + "\n" for r in records), encoding="utf-8")
+    tmp.replace(out / PREDICTIONS_FILE)
+    merged = {k: v for k, v in manifests[0].items() if k not in ("shard", "counts", "timings")}
+    merged["identity"] = {**manifests[0]["identity"], "shard": None}
+    merged.update(status="complete", merged=now(), merged_from=[str(d) for d in run_dirs],
+                  counts=dict(Counter(r["status"] for r in records)),
+                  shard_seconds=[m.get("timings", {}).get("seconds") for m in manifests])
+    write_json_atomic(out / RUN_FILE, merged)
+    return out
