@@ -44,6 +44,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", help="fp32, fp16 or bf16 (GPU); default: the model's")
     p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
+    p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1)")
+    p.add_argument("--api-key-env", metavar="NAME",
+                   help="api models: environment variable holding the key (the key is never written)")
+    p.add_argument("--concurrency", type=int, help="api models: requests in flight (default 8)")
+    p.add_argument("--timeout", type=float, metavar="S", help="api models: seconds per request before a retry")
+    p.add_argument("--max-retries", type=int, help="api models: retries on 429/5xx/timeouts/connection errors")
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="api models: stop before this command spends more than USD on requests")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="any other backend option (repeatable)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
@@ -59,7 +67,9 @@ def _eval(args: argparse.Namespace) -> int:
     from vlmface.runner import EvalConfig, evaluate
 
     options = {"device": args.device, "dtype": args.dtype, "mode": args.mode,
-               "max_new_tokens": args.max_new_tokens, **dict(args.option)}
+               "max_new_tokens": args.max_new_tokens, "base_url": args.base_url,
+               "api_key_env": args.api_key_env, "concurrency": args.concurrency, "timeout": args.timeout,
+               "max_retries": args.max_retries, "max_cost": args.max_cost, **dict(args.option)}
     config = EvalConfig(
         task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
         data_dir=args.data_dir, source=args.source, out=args.out,

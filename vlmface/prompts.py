@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ from vlmface.errors import SpecError
 
 TEMPLATE_KINDS = ("question", "class_texts")
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+@lru_cache(maxsize=256)
+def _compiled(body: str):
+    """Compiling a template costs milliseconds; rendering one per query must not."""
+    return _ENV.from_string(body)
 
 
 def prompt_dirs() -> list[Path]:
@@ -67,7 +74,7 @@ class PromptTemplate:
 
     def _render(self, body: str, context: dict[str, Any]) -> str:
         try:
-            return _ENV.from_string(body).render(**context)
+            return _compiled(body).render(**context)
         except UndefinedError as exc:
             names = ", ".join(sorted(context))
             raise SpecError(f"{self.path}: {exc.message}; this template can use: {names}") from None

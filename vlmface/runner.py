@@ -27,7 +27,7 @@ from vlmface.registry import backend_class, resolve_model
 from vlmface.tasks import TaskSpec, load_task
 
 # Options that change answers, hence the identity of a run (and its directory name).
-IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype")
+IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype", "base_url")
 
 
 @dataclass
@@ -145,7 +145,7 @@ class _Run:
     def _variant(self) -> str:
         prompt = self.config.prompt or ("none" if self.style == "none" else "default")
         extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS
-                  if self.config.options.get(k) not in (None, "", "generate")]
+                  if k != "base_url" and self.config.options.get(k) not in (None, "", "generate")]
         if self.config.shard:
             extras.append("shard-{}-of-{}".format(*self.config.shard))
         return "__".join([Path(prompt).stem, *extras])
@@ -296,6 +296,8 @@ def evaluate(config: EvalConfig) -> RunResult:
         manifest = _manifest(run, backend, unsupported, prepared)
         previous = read_run(run.run_dir) or {}
         manifest["started"] = previous.get("started", now())
+        if previous.get("backend_summary"):
+            manifest["backend_summary"] = previous["backend_summary"]
         manifest["status"] = "running"
         write_json_atomic(run.run_dir / RUN_FILE, manifest)
         counts = _execute(run, backend, questions, done, manifest)
@@ -326,21 +328,37 @@ def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[t
                 counts.update(p.status for p in predictions)
                 bar.update(len(batch))
         except BaseException:
-            manifest.update(status="interrupted", updated=now(), backend_summary=backend.run_summary())
+            manifest.update(status="interrupted", updated=now(),
+                            backend_summary=_accumulate(manifest.get("backend_summary"), backend.run_summary()))
             write_json_atomic(run.run_dir / RUN_FILE, manifest)
             raise
     seconds = time.perf_counter() - started
     summary = backend.run_summary()
     if summary:
-        manifest["backend_summary"] = summary
-        print(f"{run.entry.name}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+        print(f"{run.entry.name} (this invocation): " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+        manifest["backend_summary"] = _accumulate(manifest.get("backend_summary"), summary)
+    totals = Counter(r["status"] for r in iter_records(run.run_dir / PREDICTIONS_FILE))
     manifest.update(status="complete", finished=now(), counts={
         "samples": len(run.samples), "resumed_skipped_pairs": len(done),
-        "new_predictions": sum(counts.values()), **dict(counts)},
+        "new_predictions": sum(counts.values()), **dict(totals)},
         timings={"seconds": round(seconds, 3),
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
     write_json_atomic(run.run_dir / RUN_FILE, manifest)
     return dict(counts)
+
+
+def _accumulate(previous: Any, current: Any) -> Any:
+    """Add this invocation's numbers (tokens, cost, requests) to those of earlier ones."""
+    if previous is None:
+        return current
+    if isinstance(previous, dict) and isinstance(current, dict):
+        return {k: _accumulate(previous.get(k), v) for k, v in current.items()} | \
+            {k: v for k, v in previous.items() if k not in current}
+    numbers = (int, float)
+    if isinstance(previous, numbers) and isinstance(current, numbers) \
+            and not isinstance(previous, bool) and not isinstance(current, bool):
+        return previous + current
+    return current
 
 
 def _score(run_dir: Path) -> dict[str, Any] | None:
