@@ -1,0 +1,208 @@
+"""Generative VLMs through transformers (PaliGemma, LLaVA, Florence-2, SmolVLM, Qwen2.5-VL...).
+
+Two answer modes (`options.mode`):
+- "generate" (default): batched greedy decoding with left padding (right padding for
+  encoder-decoder models, whose encoder positions must start at 0); the text goes through
+  vlmface.parse, so an answer is a label, "invalid" or "refused".
+- "choice": each label's display name is scored as a continuation of the prompt and image
+  (summed token log-likelihood; `choice_score: mean` averages per token instead); the argmax is
+  the answer and the softmax over labels is saved in Answer.probs. One prefill per query, then
+  the prefill cache is repeated once per label, so the image is encoded once.
+
+Prompts: the processor's chat template wraps the question when the model has one; models
+without one (PaliGemma, Florence-2) get the raw prompt, as they were trained. `chat_format`
+(auto | chat | raw) comes from the template's header, else options; `prompt_prefix` (e.g.
+"answer en ") is put before the question; `system_prompt` adds a system turn.
+
+Options: batch_size, device, dtype, mode, max_new_tokens, chat_format, prompt_prefix, system_prompt,
+choice_prefix, choice_score, model_class, attn_implementation, device_map, hf_cache_dir (the
+runner's `cache_dir` is for vlmface's own caches and is ignored: weights stay in the HF cache).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.hf_loading import load
+from vlmface.backends.hf_prompts import PromptFormatter
+from vlmface.errors import BackendError
+from vlmface.parse import parse_answer
+
+log = logging.getLogger(__name__)
+
+MODES = ("generate", "choice")
+
+
+class HFBackend(Backend):
+    prompt_style = "question"
+
+    def __init__(self, entry, options: dict[str, Any] | None = None):
+        merged = {**entry.options, **{k: v for k, v in (options or {}).items() if v is not None}}
+        super().__init__(entry, merged)
+        self.mode = str(self.options.get("mode", "generate"))
+        if self.mode not in MODES:
+            raise BackendError(f"model {entry.name!r}: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if not entry.weights:
+            raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
+        opts = self.options
+        self.loaded = load(entry.weights, revision=entry.revision, trust_remote_code=entry.trust_remote_code,
+                           device=opts.get("device"), dtype=opts.get("dtype"), cache_dir=opts.get("hf_cache_dir"),
+                           model_class=opts.get("model_class"), attn_implementation=opts.get("attn_implementation"),
+                           device_map=opts.get("device_map"))
+        self.model, self.processor = self.loaded.model, self.loaded.processor
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
+        self.tokenizer.padding_side = "right" if self.encoder_decoder else "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.prompts = PromptFormatter(self.processor, self.loaded.model_type, self.options)
+
+    # ----- facts for run.json -------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "hf", "weights": self.entry.weights, "revision": self.entry.revision,
+                "model_type": self.loaded.model_type, "dtype": str(self.loaded.dtype).removeprefix("torch."),
+                "mode": self.mode, "max_new_tokens": self.options.get("max_new_tokens"),
+                "chat_format": self.options.get("chat_format", "auto"),
+                "prompt_prefix": self.options.get("prompt_prefix", "")}
+
+    def prepare(self, questions: list[Question]) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        return {"model_type": self.loaded.model_type, "model_class": self.loaded.model_class,
+                "device": str(self.loaded.device), "dtype": str(self.loaded.dtype).removeprefix("torch."),
+                "mode": self.mode, "has_chat_template": self.prompts.has_chat_template(),
+                "transformers": transformers.__version__, "torch": torch.__version__}
+
+    def unsupported_reason(self, question: Question) -> str | None:
+        if self.mode == "choice" and not question.labels:
+            return (f"mode 'choice' scores a fixed label set, and {question.attribute!r} is numeric; "
+                    "use mode 'generate' for it")
+        return None
+
+    # ----- prompts ------------------------------------------------------------------------
+    def chat_format(self, question: Question) -> str:
+        return self.prompts.chat_format(question)
+
+    def format_prompt(self, query: Query) -> str:
+        """The full model input text for one query (image placeholder included)."""
+        return self.prompts.format(query)
+
+    def max_new_tokens(self, queries: list[Query]) -> int:
+        return self.prompts.max_new_tokens(queries)
+
+    def _inputs(self, texts: list[str], images: list) -> dict:
+        batch = self.processor(text=texts, images=[[image] for image in images], return_tensors="pt", padding=True)
+        batch = dict(batch)
+        batch.pop("labels", None)
+        out = {}
+        for key, value in batch.items():
+            if hasattr(value, "to"):
+                value = value.to(self.loaded.device)
+                if value.is_floating_point():
+                    value = value.to(self.loaded.dtype)
+            out[key] = value
+        return out
+
+    # ----- answering ----------------------------------------------------------------------
+    def answer(self, queries: list[Query]) -> list[Answer]:
+        if not queries:
+            return []
+        if self.mode == "choice":
+            return [self._safe(self._choose, query) for query in queries]
+        size = max(1, int(self.options.get("batch_size") or len(queries)))
+        answers: list[Answer] = []
+        for start in range(0, len(queries), size):
+            answers += self._generate_chunk(queries[start:start + size])
+        return answers
+
+    def _generate_chunk(self, queries: list[Query]) -> list[Answer]:
+        try:
+            return self._generate(queries)
+        except Exception as exc:  # one bad sample must not sink the batch: retry one by one
+            if len(queries) == 1:
+                self._free_memory()
+                return [Answer.error(f"{type(exc).__name__}: {exc}")]
+            log.warning("batch of %d failed (%s); retrying one query at a time", len(queries), exc)
+            self._free_memory()
+            return [self._safe(lambda q: self._generate([q])[0], query) for query in queries]
+
+    def _safe(self, fn, query: Query) -> Answer:
+        reason = self.unsupported_reason(query.question)
+        if reason:
+            return Answer.error(reason)
+        try:
+            return fn(query)
+        except Exception as exc:
+            self._free_memory()
+            return Answer.error(f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        self.model = self.loaded.model = None
+        self._free_memory()
+
+    def _free_memory(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def generation_config(self, max_new_tokens: int):
+        config = self.model.generation_config.__class__.from_dict(self.model.generation_config.to_dict())
+        config.update(do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
+                      max_new_tokens=max_new_tokens, max_length=None)
+        if config.pad_token_id is None:
+            config.pad_token_id = self.tokenizer.pad_token_id
+        return config
+
+    def generate_texts(self, queries: list[Query]) -> list[str]:
+        import torch
+
+        inputs = self._inputs([self.format_prompt(q) for q in queries], [q.image for q in queries])
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, generation_config=self.generation_config(self.max_new_tokens(queries)))
+        new = out if self.encoder_decoder else out[:, inputs["input_ids"].shape[1]:]
+        return [text.strip() for text in self.processor.batch_decode(new, skip_special_tokens=True)]
+
+    def _generate(self, queries: list[Query]) -> list[Answer]:
+        texts = self.generate_texts(queries)
+        return [parse_answer(text, query.question) for text, query in zip(texts, queries)]
+
+    # ----- choice mode --------------------------------------------------------------------
+    def continuations(self, question: Question) -> list[list[int]]:
+        prefix = str(self.options.get("choice_prefix", ""))
+        ids = [self.tokenizer(prefix + name, add_special_tokens=False)["input_ids"] for name in question.choices]
+        empty = [name for name, tokens in zip(question.choices, ids) if not tokens]
+        if empty:
+            raise BackendError(f"choice mode: label(s) {empty} tokenize to nothing")
+        return ids
+
+    def label_logliks(self, query: Query) -> list[float]:
+        """Per label: summed log p(label tokens | prompt, image)."""
+        from vlmface.backends.hf_choice import decoder_logliks, encoder_decoder_logliks
+
+        inputs = self._inputs([self.format_prompt(query)], [query.image])
+        conts = self.continuations(query.question)
+        if self.encoder_decoder:
+            return encoder_decoder_logliks(self.model, inputs, conts, self.tokenizer.pad_token_id)
+        return decoder_logliks(self.model, inputs, conts, self.tokenizer.pad_token_id)
+
+    def _choose(self, query: Query) -> Answer:
+        import math
+
+        logliks = self.label_logliks(query)
+        labels = query.question.labels
+        if self.options.get("choice_score", "sum") == "mean":
+            lengths = [len(c) for c in self.continuations(query.question)]
+            scores = [ll / n for ll, n in zip(logliks, lengths)]
+        else:
+            scores = logliks
+        top = max(scores)
+        weights = [math.exp(s - top) for s in scores]
+        total = sum(weights)
+        probs = {label: w / total for label, w in zip(labels, weights)}
+        best = labels[scores.index(top)]
+        return Answer(label=best, status="ok", raw=None, probs=probs,
+                      extra={"loglik": dict(zip(labels, logliks))})

