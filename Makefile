@@ -13,7 +13,7 @@ EVAL_ARGS = --task $(TASK) --model $(MODEL) --out $(OUT) \
 	$(if $(PROMPT),--prompt $(PROMPT)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SOURCE),--source $(SOURCE)) $(EXTRA)
 
-.PHONY: install eval score test validate bench
+.PHONY: install eval score report test validate bench
 
 # torch and torchvision in one call first, so pip picks a matching pair (and, on machines with
 # local builds pinned by a pip constraint, those builds) before the project's extras need them.
@@ -27,6 +27,10 @@ eval:
 
 score:
 	$(PYTHON) -m vlmface.cli score $(RUN)
+
+REPORT_OUT ?=
+report:
+	$(PYTHON) -m vlmface.cli report $(OUT) $(if $(REPORT_OUT),--out $(REPORT_OUT))
 
 validate:
 	$(PYTHON) -m vlmface.cli validate

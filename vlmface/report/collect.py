@@ -1,0 +1,201 @@
+"""Every scored run under a results folder -> tidy pandas tables (one fact per row).
+
+Tables (each row keeps `run_id` and `source`, the metrics.json path relative to the results
+folder, so any number can be traced back to the one file it came from):
+
+    runs       one row per run: model, task, prompt, mode, dataset fingerprint, manifest fields
+    overall    run x attribute: n, accuracy/mae with CI, macro-F1, invalid/refusal/error rates
+    groups     run x attribute x group column x group: n, accuracy/mae with CI, rates, small
+    disparity  run x attribute x group column: gap with CI, ratio, worst/best group, EO gap
+
+Nothing is scored here: a run without metrics.json is listed in `skipped` with the command
+that scores it, and a metrics.json older than its predictions.jsonl is flagged as stale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+DELTAS_FILE = "deltas.csv"
+RUN_KEYS = ["run_id", "task", "task_label", "data_source", "model", "backend"]
+
+
+@dataclass
+class Collection:
+    results_dir: Path
+    runs: pd.DataFrame
+    overall: pd.DataFrame
+    groups: pd.DataFrame
+    disparity: pd.DataFrame
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> metrics.json
+    probes: list[Path] = field(default_factory=list)  # deltas.csv files of social-perception probes
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and folder.resolve() in path.resolve().parents
+
+
+def _ci(value: Any) -> tuple[Any, Any]:
+    return tuple(value) if isinstance(value, (list, tuple)) and len(value) == 2 else (None, None)
+
+
+def _mode(run: dict[str, Any]) -> str | None:
+    options = (run.get("identity") or {}).get("options") or run.get("options") or {}
+    return options.get("mode")
+
+
+def _template(run: dict[str, Any], attribute: str) -> tuple[str, str | None]:
+    template = (run.get("templates") or {}).get(attribute)
+    if not template:
+        return ("none", None) if run else ("unknown", None)
+    return template.get("name") or "unknown", template.get("sha256")
+
+
+def _revision(run: dict[str, Any]) -> str | None:
+    identity, entry = run.get("model_identity") or {}, run.get("model_entry") or {}
+    return identity.get("revision") or entry.get("revision")
+
+
+def run_row(run_id: str, source: str, run: dict[str, Any], stale: bool) -> dict[str, Any]:
+    """The manifest facts of one run (run.json as embedded in metrics.json)."""
+    identity, entry = run.get("model_identity") or {}, run.get("model_entry") or {}
+    parts = run_id.split("/")  # .../<task>[@source]/<model>/<prompt> as the runner lays them out
+    folder_task = parts[-3] if len(parts) >= 3 else ""
+    task = run.get("task") or folder_task.split("@")[0] or run_id
+    return {
+        "run_id": run_id, "source": source, "task": task,
+        # "fairface@padding125" when the run used a task source other than the default one
+        "task_label": folder_task if folder_task.split("@")[0] == task else task,
+        "data_source": run.get("source"),
+        "model": run.get("model") or (parts[-2] if len(parts) >= 2 else run_id),
+        "backend": run.get("backend"), "mode": _mode(run),
+        "weights": identity.get("weights") or entry.get("weights"),
+        "revision": _revision(run), "weights_sha256": identity.get("weights_sha256"),
+        "seed": run.get("seed"), "limit": run.get("limit"),
+        "n_selected": run.get("n_selected"), "n_available": run.get("n_available"),
+        "dataset_fingerprint": run.get("dataset_fingerprint"),
+        "data_location": run.get("data_location"), "task_spec_sha256": run.get("task_spec_sha256"),
+        "templates": {a: t for a, t in (run.get("templates") or {}).items()},
+        "status": run.get("status"), "stale": stale,
+        "started": run.get("started"), "finished": run.get("finished"),
+        "versions": run.get("versions") or {},
+    }
+
+
+def _n_labels(run: dict[str, Any], attribute: str, block: dict[str, Any]) -> int | None:
+    if block.get("kind") == "numeric":
+        return None
+    declared = ((run.get("attributes") or {}).get(attribute) or {}).get("labels")
+    labels = declared or block.get("labels") or []
+    return len(labels) or None
+
+
+def _scores(stats: dict[str, Any]) -> dict[str, Any]:
+    acc_lo, acc_hi = _ci(stats.get("accuracy_ci"))
+    mae_lo, mae_hi = _ci(stats.get("mae_ci"))
+    return {"n": stats.get("n"), "accuracy": stats.get("accuracy"), "accuracy_lo": acc_lo,
+            "accuracy_hi": acc_hi, "mae": stats.get("mae"), "mae_lo": mae_lo, "mae_hi": mae_hi,
+            "invalid_rate": stats.get("invalid_rate"), "refusal_rate": stats.get("refusal_rate"),
+            "error_rate": stats.get("error_rate")}
+
+
+def run_label(model: str, prompt: str, mode: str | None) -> str:
+    """How plots name a run: model / prompt [/ mode]."""
+    return " / ".join(p for p in (model, prompt, mode) if p)
+
+
+def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], run: dict[str, Any]):
+    """(overall row, group rows, disparity rows) of one attribute of one run."""
+    overall = block.get("overall") or {}
+    prompt, sha = _template(run, attribute)
+    base = {**{k: meta[k] for k in RUN_KEYS}, "attribute": attribute, "kind": block.get("kind"),
+            "label": run_label(meta["model"], prompt, meta["mode"]), "source": meta["source"]}
+    over = {**base, "prompt": prompt, "prompt_sha256": sha, "mode": meta["mode"],
+            "n_labels": _n_labels(run, attribute, block), **_scores(overall),
+            "n_total": overall.get("n_total"), "balanced_accuracy": overall.get("balanced_accuracy"),
+            "macro_f1": overall.get("macro_f1"), "cs5": overall.get("cs5"),
+            "limit": meta["limit"], "status": meta["status"], "stale": meta["stale"]}
+    groups = [{**base, "group_col": col, "group": value, **_scores(stats), "small": stats.get("small")}
+              for col, values in (block.get("by_group") or {}).items() for value, stats in values.items()]
+    disparity = []
+    for col, d in (block.get("disparity") or {}).items():
+        lo, hi = _ci(d.get("gap_ci"))
+        disparity.append({**base, "group_col": col, "metric": d.get("metric"), "gap": d.get("gap"),
+                          "gap_lo": lo, "gap_hi": hi, "ratio": d.get("ratio"),
+                          "worst_group": d.get("worst_group"), "best_group": d.get("best_group"),
+                          "eo_gap": d.get("eo_gap"), "eo_gap_class": d.get("eo_gap_class")})
+    return over, groups, disparity
+
+
+def _read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return None, f"unreadable metrics.json ({exc}); rescore with `vlmface score {path.parent}`"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("attributes"), dict):
+        return None, "metrics.json has no `attributes` (not written by `vlmface score`)"
+    return metrics, None
+
+
+def _is_stale(run_dir: Path, metrics_path: Path) -> bool:
+    predictions = run_dir / PREDICTIONS_FILE
+    return predictions.exists() and predictions.stat().st_mtime > metrics_path.stat().st_mtime + 1
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns) if rows or columns else pd.DataFrame()
+
+
+def collect_runs(results_dir: Path, exclude: Path | None = None) -> Collection:
+    """Read every metrics.json under `results_dir` (skipping hidden folders and `exclude`)."""
+    results_dir = Path(results_dir)
+    runs, overall, groups, disparity, metrics_by_run = [], [], [], [], {}
+    skipped, warnings = [], []
+    for path in sorted(results_dir.rglob(METRICS_FILE)):
+        if _hidden(path, results_dir) or _inside(path, exclude):
+            continue
+        run_id = path.parent.relative_to(results_dir).as_posix() or "."
+        metrics, why = _read_metrics(path)
+        if metrics is None:
+            skipped.append((path.relative_to(results_dir).as_posix(), why))
+            continue
+        run = metrics.get("run") or {}
+        meta = run_row(run_id, path.relative_to(results_dir).as_posix(), run, _is_stale(path.parent, path))
+        if meta["stale"]:
+            warnings.append(f"{run_id}: predictions.jsonl is newer than metrics.json; "
+                            f"rescore with `vlmface score {path.parent}`")
+        if run.get("status") not in (None, "complete"):
+            warnings.append(f"{run_id}: run status is {run.get('status')!r}; numbers cover a partial run")
+        runs.append(meta)
+        metrics_by_run[run_id] = metrics
+        for attribute, block in metrics["attributes"].items():
+            over, grp, disp = attribute_rows(meta, attribute, block, run)
+            overall.append(over)
+            groups += grp
+            disparity += disp
+    skipped += _unscored(results_dir, exclude)
+    probes = [p for p in sorted(results_dir.rglob(DELTAS_FILE))
+              if not _hidden(p, results_dir) and not _inside(p, exclude)]
+    return Collection(results_dir, _frame(runs), _frame(overall), _frame(groups), _frame(disparity),
+                      metrics_by_run, probes, skipped, warnings)
+
+
+def _unscored(results_dir: Path, exclude: Path | None) -> list[tuple[str, str]]:
+    return [(p.parent.relative_to(results_dir).as_posix(),
+             f"predictions without metrics.json: score it with `vlmface score {p.parent}`")
+            for p in sorted(results_dir.rglob(PREDICTIONS_FILE))
+            if not _hidden(p, results_dir) and not _inside(p, exclude)
+            and not (p.parent / METRICS_FILE).exists()]
