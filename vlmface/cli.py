@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from vlmface.errors import VlmfaceError
+from vlmface.report.command import add_report
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -56,6 +57,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="any other backend option (repeatable)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the model runs: this process, or an actor pool on Ray")
+    p.add_argument("--ray-address", help="with --engine ray: an existing cluster (default: start a local one)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     p.add_argument("--retry-errors", action="store_true", help="redo samples that ended in an error")
     p.add_argument("--no-score", action="store_true", help="only write predictions")
@@ -74,7 +78,8 @@ def _eval(args: argparse.Namespace) -> int:
         task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
         data_dir=args.data_dir, source=args.source, out=args.out,
         attributes=args.attributes.split(",") if args.attributes else None,
-        batch_size=args.batch_size, workers=args.workers, shard=args.shard,
+        batch_size=args.batch_size, workers=args.workers, shard=args.shard, engine=args.engine,
+        ray_address=args.ray_address,
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)
@@ -191,7 +196,7 @@ def _validate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_score, _add_compare, _add_merge, _add_list, _add_validate):
+    for add in (_add_eval, _add_score, _add_compare, _add_merge, _add_list, _add_validate, add_report):
         add(sub)
     return parser
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.asking import Asker, render_prompt
+from vlmface.backends.base import Question
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import SpecError, VlmfaceError
-from vlmface.loader import LoadedSample, iter_batches
+from vlmface.engines import EngineConfig, Setup, create_engine
 from vlmface.manifest import RUN_FILE, file_sha256, now, package_versions, read_run, write_json_atomic
 from vlmface.predictions import PREDICTIONS_FILE, Prediction, PredictionWriter, iter_records
 from vlmface.prompts import PromptTemplate, load_template
@@ -27,7 +29,8 @@ from vlmface.registry import backend_class, resolve_model
 from vlmface.tasks import TaskSpec, load_task
 
 # Options that change answers, hence the identity of a run (and its directory name).
-IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype", "base_url")
+IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype", "base_url", "chat_format", "prompt_prefix",
+                    "choice_prefix", "choice_score")
 
 
 @dataclass
@@ -44,6 +47,8 @@ class EvalConfig:
     batch_size: int | None = None  # samples per batch; None: the backend's default
     workers: int | None = None  # image loader processes; None: the backend's default
     shard: tuple[int, int] | None = None  # (K, N): this process runs shard K of N
+    engine: str = "local"  # "local" or "ray"
+    ray_address: str | None = None  # an existing Ray cluster; None starts a local one
     options: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     retry_errors: bool = False
@@ -96,27 +101,13 @@ def _questions(task: TaskSpec, style: str, prompt: str | None,
     return questions
 
 
-def _render_prompt(question: Question, sample: Sample) -> str:
-    return question.template.render_question(attribute=question.attribute, choices=question.choices,
-                                             labels=list(question.labels), task=question.task,
-                                             meta=sample.meta)
-
-
 def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:
     """Render every template once, so a bad variable fails before any model is loaded."""
     for question in questions:
         if style == "question":
-            _render_prompt(question, sample)
+            render_prompt(question, sample)
         elif style == "class_texts" and question.kind != "numeric":
             question.class_texts()
-
-
-def _checked(answer: Answer, question: Question) -> Answer:
-    """A backend that returns a label outside the label set is a bug: never score it as a label."""
-    if answer.status == "ok" and question.kind != "numeric" and answer.label not in question.labels:
-        return Answer(label=None, status="invalid", raw=answer.raw,
-                      extra={"unknown_label": str(answer.label)})
-    return answer
 
 
 class _Run:
@@ -195,7 +186,8 @@ def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
     return {(r["sample_id"], r["attribute"]) for r in records}
 
 
-def _manifest(run: _Run, backend: Backend, unsupported: dict[str, str], prepared: dict[str, Any]) -> dict:
+def _manifest(run: _Run, setup: Setup) -> dict:
+    unsupported = setup.unsupported
     return {
         "identity": run.identity(),
         "task": run.task.name,
@@ -216,7 +208,8 @@ def _manifest(run: _Run, backend: Backend, unsupported: dict[str, str], prepared
         "model": run.entry.name,
         "model_entry": run.entry.model_dump(),
         "backend": run.entry.backend,
-        "model_identity": backend.identity(),
+        "model_identity": setup.identity,
+        "engine": run.config.engine,
         "options": run.config.options,
         "prompt": run.config.prompt,
         "templates": {q.attribute: {"name": q.template.name, "path": str(q.template.path),
@@ -226,45 +219,9 @@ def _manifest(run: _Run, backend: Backend, unsupported: dict[str, str], prepared
                        for q in run.questions if q.attribute not in unsupported},
         "unsupported_attributes": unsupported,
         "group_columns": run.task.group_columns,
-        "backend_setup": prepared,
+        "backend_setup": setup.prepared,
         "versions": package_versions(),
     }
-
-
-def _predictions_for(sample: Sample, questions: list[Question], answers: list[Answer],
-                     group_columns: list[str]) -> list[Prediction]:
-    groups = {col: sample.labels.get(col) for col in group_columns}
-    return [Prediction(sample_id=sample.id, attribute=q.attribute, label=a.label, status=a.status,
-                       truth=sample.labels.get(q.attribute), groups=groups, raw=a.raw, probs=a.probs,
-                       extra=a.extra)
-            for q, a in zip(questions, answers)]
-
-
-def _run_batch(run: _Run, backend: Backend, batch: list[LoadedSample],
-               todo: dict[str, list[Question]]) -> list[Prediction]:
-    predictions: list[Prediction] = []
-    queries: list[Query] = []
-    owners: list[tuple[Sample, Question]] = []
-    for loaded in batch:
-        sample, questions = loaded.sample, todo[loaded.sample.id]
-        if loaded.error is not None:
-            answers = [Answer.error(loaded.error)] * len(questions)
-            predictions += _predictions_for(sample, questions, answers, run.task.group_columns)
-            continue
-        for question in questions:
-            prompt = _render_prompt(question, sample) if run.style == "question" else None
-            queries.append(Query(sample_id=sample.id, image=loaded.image, question=question, prompt=prompt,
-                                 meta=sample.meta, pixels=loaded.pixels))
-            owners.append((sample, question))
-    if queries:
-        answers = backend.answer(queries)
-        if len(answers) != len(queries):
-            raise VlmfaceError(f"backend {run.entry.backend!r} returned {len(answers)} answers "
-                               f"for {len(queries)} queries (a backend bug)")
-        for (sample, question), answer in zip(owners, answers):
-            predictions += _predictions_for(sample, [question], [_checked(answer, question)],
-                                            run.task.group_columns)
-    return predictions
 
 
 def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -> dict[str, list[Question]]:
@@ -281,59 +238,59 @@ def evaluate(config: EvalConfig) -> RunResult:
     run = _Run(config)
     _prepare_dir(run)
     options = {"batch_size": run.batch_size, "cache_dir": Path(config.out) / ".cache", **config.options}
-    backend = run.backend_cls(run.entry, options)
+    asker = Asker(run.style, tuple(run.task.group_columns), run.entry.backend)
+    engine = create_engine(config.engine, EngineConfig(run.entry, options, asker, run.batch_size,
+                                                       config.workers, config.ray_address))
     try:
-        unsupported = {q.attribute: reason for q in run.questions
-                       if (reason := backend.unsupported_reason(q)) is not None}
-        questions = [q for q in run.questions if q.attribute not in unsupported]
-        for attribute, reason in unsupported.items():
-            print(f"note: {run.entry.name} cannot answer {attribute!r}: {reason}; skipped")
-        if not questions:
+        setup = engine.setup(run.questions)
+        for attribute, reason in setup.unsupported.items():
+            _note(f"{run.entry.name} cannot answer {attribute!r}: {reason}; skipped")
+        if not setup.questions:
             raise VlmfaceError(f"{run.entry.name} can answer none of the attributes asked "
                                f"({', '.join(q.attribute for q in run.questions)})")
-        prepared = backend.prepare(questions)
         done = _finished(run.run_dir, config.retry_errors)
-        manifest = _manifest(run, backend, unsupported, prepared)
+        manifest = _manifest(run, setup)
         previous = read_run(run.run_dir) or {}
         manifest["started"] = previous.get("started", now())
         if previous.get("backend_summary"):
             manifest["backend_summary"] = previous["backend_summary"]
         manifest["status"] = "running"
         write_json_atomic(run.run_dir / RUN_FILE, manifest)
-        counts = _execute(run, backend, questions, done, manifest)
+        counts = _execute(run, engine, setup.questions, done, manifest)
     finally:
-        backend.close()
+        engine.close()
     if run.data.skipped:
-        print(f"note: {len(run.data.skipped)} item(s) of the dataset were skipped: "
+        _note(f"{len(run.data.skipped)} item(s) of the dataset were skipped: "
               + "; ".join(f"{i}: {r}" for i, r in run.data.skipped[:5]))
     metrics = _score(run.run_dir) if config.score else None
-    return RunResult(run_dir=run.run_dir, counts=counts, unsupported=unsupported, metrics=metrics)
+    return RunResult(run_dir=run.run_dir, counts=counts, unsupported=setup.unsupported, metrics=metrics)
 
 
-def _execute(run: _Run, backend: Backend, questions: list[Question], done: set[tuple[str, str]],
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
              manifest: dict[str, Any]) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
     counts: Counter[str] = Counter()
     started = time.perf_counter()
-    workers = run.config.workers if run.config.workers is not None else backend.default_workers
-    batches = iter_batches(pending, run.batch_size, workers, backend.preprocessor())
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
                  desc=f"{run.task.name}/{run.entry.name}") as bar:
         try:
-            for batch in batches:
-                predictions = _run_batch(run, backend, batch, todo)
+            for n_samples, predictions in engine.batches(pending, todo):
                 writer.write_batch(predictions)
                 counts.update(p.status for p in predictions)
-                bar.update(len(batch))
+                bar.update(n_samples)
         except BaseException:
             manifest.update(status="interrupted", updated=now(),
-                            backend_summary=_accumulate(manifest.get("backend_summary"), backend.run_summary()))
+                            backend_summary=_accumulate(manifest.get("backend_summary"), engine.summary()))
             write_json_atomic(run.run_dir / RUN_FILE, manifest)
             raise
     seconds = time.perf_counter() - started
-    summary = backend.run_summary()
+    summary = engine.summary()
     if summary:
         print(f"{run.entry.name} (this invocation): " + ", ".join(f"{k}={v}" for k, v in summary.items()))
         manifest["backend_summary"] = _accumulate(manifest.get("backend_summary"), summary)

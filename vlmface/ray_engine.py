@@ -1,0 +1,137 @@
+"""--engine ray: Ray Data decodes images in CPU tasks and runs the backend in an actor pool.
+
+One actor per GPU (or per CPU slot on a CPU cluster) holds the model. Predictions come
+back to the driver, which alone appends them to predictions.jsonl: a batch whose actor is
+killed is retried by Ray on a restarted actor, and written once, when it completes.
+Works on a local Ray instance (no address) and on an existing cluster (--ray-address).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from vlmface.backends.base import Question
+from vlmface.data import Sample
+from vlmface.engines import EngineConfig, Setup, setup_backend
+from vlmface.loader import LoadedSample
+from vlmface.predictions import Prediction
+from vlmface.registry import backend_class
+
+ACTOR_RETRIES = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def _resolve(value: Any) -> Any:
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
+def _decode(batch: dict[str, np.ndarray], samples: Any) -> dict[str, np.ndarray]:
+    """CPU task: indices -> raw RGB pixels (or the reason an image cannot be used)."""
+    samples = _resolve(samples)
+    pixels, widths, heights, errors = [], [], [], []
+    for index in batch["index"]:
+        try:
+            image = samples[int(index)].load_image()
+            pixels.append(image.tobytes())
+            widths.append(image.width)
+            heights.append(image.height)
+            errors.append("")
+        except Exception as exc:  # SampleError and friends: recorded per sample
+            pixels.append(b"")
+            widths.append(0)
+            heights.append(0)
+            errors.append(str(exc) or type(exc).__name__)
+    return {"index": batch["index"], "pixels": np.array(pixels, dtype=object),
+            "width": np.array(widths), "height": np.array(heights), "error": np.array(errors, dtype=object)}
+
+
+class _Answer:
+    """Actor: holds the backend; decoded batch -> prediction lines (JSON)."""
+
+    def __init__(self, config: EngineConfig, questions: list[Question], samples: Any,
+                 todo: dict[str, list[Question]]):
+        self.config, self.samples, self.todo = config, _resolve(samples), todo
+        self.backend = backend_class(config.entry.backend)(config.entry, config.options)
+        self.backend.prepare(questions)
+        self.preprocess = self.backend.preprocessor()
+
+    def _loaded(self, index: int, pixels: bytes, width: int, height: int, error: str) -> LoadedSample:
+        sample = self.samples[index]
+        if error:
+            return LoadedSample(sample, error=error)
+        image = Image.frombytes("RGB", (width, height), pixels)
+        return LoadedSample(sample, image=image, pixels=self.preprocess(image) if self.preprocess else None)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        loaded = [self._loaded(int(i), p, int(w), int(h), e)
+                  for i, p, w, h, e in zip(batch["index"], batch["pixels"], batch["width"],
+                                           batch["height"], batch["error"])]
+        predictions = self.config.asker.ask(self.backend, loaded, self.todo)
+        return {"line": np.array([p.to_json() for p in predictions], dtype=object)}
+
+
+def _remote_setup(config: EngineConfig, questions: list[Question]) -> Setup:
+    backend = backend_class(config.entry.backend)(config.entry, config.options)
+    try:
+        return setup_backend(backend, questions)
+    finally:
+        backend.close()
+
+
+class RayEngine:
+    def __init__(self, config: EngineConfig):
+        import ray
+
+        self.ray = ray
+        self.config = config
+        if not ray.is_initialized():
+            if config.ray_address:
+                ray.init(address=config.ray_address, log_to_driver=False)
+            else:  # a local instance; logical CPUs leave room for decode tasks beside the actors
+                ray.init(num_cpus=max(os.cpu_count() or 1, (config.workers or 1) + 1),
+                         include_dashboard=False, log_to_driver=False)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self.gpus_per_actor = 1 if gpus else 0
+        self.actors = config.workers or int(gpus) or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
+        self.questions: list[Question] = []
+
+    def setup(self, questions: list[Question]) -> Setup:
+        """Asked of a throwaway worker, so the driver never loads the model."""
+        task = self.ray.remote(_remote_setup).options(num_gpus=self.gpus_per_actor)
+        setup = self.ray.get(task.remote(self.config, questions))
+        self.questions = setup.questions
+        return setup
+
+    def batches(self, pending: list[Sample],
+                todo: dict[str, list[Question]]) -> Iterator[tuple[int, list[Prediction]]]:
+        if not pending:
+            return
+        from ray.data import ActorPoolStrategy
+
+        data = self.ray
+        samples = data.put(pending)
+        size = self.config.batch_size
+        dataset = (data.data.from_items([{"index": i} for i in range(len(pending))],
+                                        override_num_blocks=max(1, -(-len(pending) // size)))
+                   .map_batches(_decode, fn_args=(samples,), batch_size=size, batch_format="numpy",
+                                num_cpus=0.5)
+                   .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
+                                batch_size=size, batch_format="numpy", num_cpus=1,
+                                num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors),
+                                **ACTOR_RETRIES))
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            predictions = [Prediction(**json.loads(line)) for line in batch["line"]]
+            yield len({p.sample_id for p in predictions}), predictions
+
+    def summary(self) -> dict[str, Any]:
+        return {"engine": "ray", "actors": self.actors, "gpus_per_actor": self.gpus_per_actor}
+
+    def close(self) -> None:
+        """Leave a cluster we joined running; Ray stops a local instance at exit."""
