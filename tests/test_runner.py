@@ -161,8 +161,8 @@ def test_prompts_see_choices_and_sample_metadata(tmp_path, monkeypatch, fake_bac
     prompts = fake_backend.instances[0].prompts
     assert len(prompts) == 24
     assert any(p.endswith("gender: male/female") for p in prompts)
-    assert any("race5: White/Black/Asian/Indian/other (Hispanic, Latino or Middle Eastern)" in p for p in prompts)
-    assert result.run_dir.name == "meta"
+    assert any("race5: White/Black/Asian/Indian/Hispanic, Latino or Middle Eastern" in p for p in prompts)
+    assert result.run_dir.name == "meta__attrs-gender+race5"
 
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path, fake_backend, utkface_dir):

@@ -57,6 +57,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="any other backend option (repeatable)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
+    p.add_argument("--cache-dir", help="backend caches (image embeddings, API responses); default OUT/.cache")
+    p.add_argument("--no-cache", action="store_true", help="use and write no backend cache")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where the model runs: this process, or an actor pool on Ray")
     p.add_argument("--ray-address", help="with --engine ray: an existing cluster (default: start a local one)")
@@ -79,7 +81,7 @@ def _eval(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, source=args.source, out=args.out,
         attributes=args.attributes.split(",") if args.attributes else None,
         batch_size=args.batch_size, workers=args.workers, shard=args.shard, engine=args.engine,
-        ray_address=args.ray_address,
+        ray_address=args.ray_address, cache_dir=False if args.no_cache else args.cache_dir,
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)

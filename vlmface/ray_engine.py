@@ -9,7 +9,6 @@ Works on a local Ray instance (no address) and on an existing cluster (--ray-add
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,11 +18,13 @@ from PIL import Image
 from vlmface.backends.base import Question
 from vlmface.data import Sample
 from vlmface.engines import EngineConfig, Setup, setup_backend
+from vlmface.errors import VlmfaceError
 from vlmface.loader import LoadedSample
 from vlmface.predictions import Prediction
 from vlmface.registry import backend_class
 
 ACTOR_RETRIES = {"max_restarts": -1, "max_task_retries": -1}
+DECODE_CPUS = 0.5
 
 
 def _resolve(value: Any) -> Any:
@@ -95,11 +96,15 @@ class RayEngine:
             if config.ray_address:
                 ray.init(address=config.ray_address, log_to_driver=False)
             else:  # a local instance; logical CPUs leave room for decode tasks beside the actors
-                ray.init(num_cpus=max(os.cpu_count() or 1, (config.workers or 1) + 1),
-                         include_dashboard=False, log_to_driver=False)
+                ray.init(include_dashboard=False, log_to_driver=False)
         gpus = ray.cluster_resources().get("GPU", 0)
         self.gpus_per_actor = 1 if gpus else 0
-        self.actors = config.workers or int(gpus) or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
+        cpus = ray.cluster_resources().get("CPU", 1)
+        self.actors = config.workers or int(gpus) or max(1, int(cpus) - 1)
+        # Actors must leave CPU for the decode tasks, or the pipeline deadlocks.
+        self.cpus_per_actor = min(1.0, (cpus - DECODE_CPUS) / self.actors)
+        if self.cpus_per_actor <= 0:
+            raise VlmfaceError(f"the Ray cluster has {cpus} CPUs: too few for {self.actors} actors plus decoding")
         self.questions: list[Question] = []
 
     def setup(self, questions: list[Question]) -> Setup:
@@ -121,9 +126,9 @@ class RayEngine:
         dataset = (data.data.from_items([{"index": i} for i in range(len(pending))],
                                         override_num_blocks=max(1, -(-len(pending) // size)))
                    .map_batches(_decode, fn_args=(samples,), batch_size=size, batch_format="numpy",
-                                num_cpus=0.5)
+                                num_cpus=DECODE_CPUS)
                    .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
-                                batch_size=size, batch_format="numpy", num_cpus=1,
+                                batch_size=size, batch_format="numpy", num_cpus=self.cpus_per_actor,
                                 num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors),
                                 **ACTOR_RETRIES))
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
@@ -131,7 +136,8 @@ class RayEngine:
             yield len({p.sample_id for p in predictions}), predictions
 
     def summary(self) -> dict[str, Any]:
-        return {"engine": "ray", "actors": self.actors, "gpus_per_actor": self.gpus_per_actor}
+        return {"engine": "ray", "actors": self.actors, "cpus_per_actor": round(self.cpus_per_actor, 3),
+                "gpus_per_actor": self.gpus_per_actor}
 
     def close(self) -> None:
         """Leave a cluster we joined running; Ray stops a local instance at exit."""

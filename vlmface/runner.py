@@ -6,6 +6,7 @@ of the same command skips every (sample, attribute) already answered.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import sys
@@ -47,9 +48,11 @@ class EvalConfig:
     batch_size: int | None = None  # samples per batch; None: the backend's default
     workers: int | None = None  # image loader processes; None: the backend's default
     shard: tuple[int, int] | None = None  # (K, N): this process runs shard K of N
+    cache_dir: str | Path | None | bool = None  # None: OUT/.cache; False: no cache
     engine: str = "local"  # "local" or "ray"
     ray_address: str | None = None  # an existing Ray cluster; None starts a local one
     options: dict[str, Any] = field(default_factory=dict)
+    perturbation: Any = None  # a vlmface.perturb.Perturbation (one transform, one level); None: clean
     overwrite: bool = False
     retry_errors: bool = False
     score: bool = True
@@ -80,7 +83,7 @@ def shard_of(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sampl
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:120] or "run"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_")[:120] or "run"
 
 
 def _questions(task: TaskSpec, style: str, prompt: str | None,
@@ -131,14 +134,30 @@ class _Run:
         if not self.samples:
             raise VlmfaceError(f"shard {config.shard} of {self.n_selected} samples is empty; use fewer shards")
         _check_templates(self.questions, self.style, self.samples[0])
+        self.clean_samples = self.samples
+        self._set_perturbation(config.perturbation)
+
+    def _set_perturbation(self, perturbation: Any) -> None:
+        self.perturbation = perturbation
+        self.samples = self.clean_samples if perturbation is None else perturbation.wrap(self.clean_samples)
         self.run_dir = self._run_dir()
+
+    def perturbed(self, perturbation: Any) -> _Run:
+        """The same run on perturbed images (None: clean), in its own run directory."""
+        run = copy.copy(self)
+        run._set_perturbation(perturbation)
+        return run
 
     def _variant(self) -> str:
         prompt = self.config.prompt or ("none" if self.style == "none" else "default")
         extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS
                   if k != "base_url" and self.config.options.get(k) not in (None, "", "generate")]
+        if self.config.attributes:
+            extras.append("attrs-" + "+".join(self.config.attributes))
         if self.config.shard:
             extras.append("shard-{}-of-{}".format(*self.config.shard))
+        if self.perturbation is not None:
+            extras.append(self.perturbation.suffix)
         return "__".join([Path(prompt).stem, *extras])
 
     def _run_dir(self) -> Path:
@@ -148,7 +167,7 @@ class _Run:
         return Path(self.config.out) / _safe(task_part) / _safe(self.entry.name) / _safe(self._variant())
 
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "task": self.task.name,
             "source": self.source_name,
             "dataset_fingerprint": self.data.fingerprint,
@@ -159,6 +178,9 @@ class _Run:
             "options": {k: self.config.options.get(k) for k in IDENTITY_OPTIONS},
             "shard": list(self.config.shard) if self.config.shard else None,
         }
+        if self.perturbation is not None:  # absent when clean, so clean runs keep their identity
+            identity["perturbation"] = self.perturbation.describe()
+        return identity
 
 
 def _prepare_dir(run: _Run) -> None:
@@ -221,7 +243,7 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "group_columns": run.task.group_columns,
         "backend_setup": setup.prepared,
         "versions": package_versions(),
-    }
+    } | ({"perturbation": run.perturbation.describe()} if run.perturbation is not None else {})
 
 
 def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -> dict[str, list[Question]]:
@@ -237,7 +259,8 @@ def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -
 def evaluate(config: EvalConfig) -> RunResult:
     run = _Run(config)
     _prepare_dir(run)
-    options = {"batch_size": run.batch_size, "cache_dir": Path(config.out) / ".cache", **config.options}
+    cache_dir = None if config.cache_dir is False else Path(config.cache_dir or Path(config.out) / ".cache")
+    options = {"batch_size": run.batch_size, "cache_dir": cache_dir, **config.options}
     asker = Asker(run.style, tuple(run.task.group_columns), run.entry.backend)
     engine = create_engine(config.engine, EngineConfig(run.entry, options, asker, run.batch_size,
                                                        config.workers, config.ray_address))
