@@ -168,13 +168,14 @@ def _list(args: argparse.Namespace) -> int:
         from vlmface.registry import load_registry
 
         for name, entry in load_registry().items():
-            print(f"{name:<24} {entry.backend:<9} {entry.weights or ''}")
+            print(f"{name:<28} {entry.backend:<9} {entry.weights or '(set --base-url / --option model=...)'}")
     else:
         from vlmface.prompts import available_templates, load_template_file
 
         for name, path in available_templates().items():
             template = load_template_file(path)
-            print(f"{name:<28} {template.kind:<12} {template.description}")
+            summary = " ".join(template.description.split())
+            print(f"{name:<28} {template.kind:<12} {summary[:90] + ('...' if len(summary) > 90 else '')}")
     return 0
 
 
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except VlmfaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume",
               file=sys.stderr)
