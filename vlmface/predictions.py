@@ -34,11 +34,14 @@ class Prediction:
     raw: str | None = None
     probs: dict[str, float] | None = None
     extra: dict[str, Any] | None = None
+    perturbation: str | None = None  # image perturbation name (vlmface.perturb); absent when clean
+    level: float | None = None  # its level; absent when clean
 
     def to_json(self) -> str:
         record = asdict(self)
-        if record["extra"] is None:
-            del record["extra"]
+        for optional in ("extra", "perturbation", "level"):
+            if record[optional] is None:
+                del record[optional]
         return json.dumps(record, ensure_ascii=False, allow_nan=False)
 
 

@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,36 +257,62 @@ def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -
 
 
 def evaluate(config: EvalConfig) -> RunResult:
-    run = _Run(config)
-    _prepare_dir(run)
+    return _evaluate_runs(config, [_Run(config)])[0]
+
+
+def evaluate_perturbed(config: EvalConfig, perturbations: list[Any]) -> list[RunResult]:
+    """The run of `config` once per image perturbation (None: the clean images), each a normal,
+    resumable run in its own directory; on the local engine the model is loaded once for all."""
+    base = _Run(replace(config, perturbation=None))
+    return _evaluate_runs(config, [base.perturbed(p) for p in perturbations])
+
+
+def _evaluate_runs(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
+    for run in runs:  # every directory conflict is reported before a model is loaded
+        _prepare_dir(run)
+    first = runs[0]
     cache_dir = None if config.cache_dir is False else Path(config.cache_dir or Path(config.out) / ".cache")
-    options = {"batch_size": run.batch_size, "cache_dir": cache_dir, **config.options}
-    asker = Asker(run.style, tuple(run.task.group_columns), run.entry.backend)
-    engine = create_engine(config.engine, EngineConfig(run.entry, options, asker, run.batch_size,
-                                                       config.workers, config.ray_address))
+    options = {"batch_size": first.batch_size, "cache_dir": cache_dir, **config.options}
+    asker = Asker(first.style, tuple(first.task.group_columns), first.entry.backend)
+    engine_config = EngineConfig(first.entry, options, asker, first.batch_size, config.workers,
+                                 config.ray_address)
+    # Ray actors load the model per run anyway (and report settings, not counters): one engine
+    # per run there; locally one engine serves every run.
+    groups = [runs] if config.engine == "local" else [[run] for run in runs]
+    done: list[tuple[_Run, dict[str, int], Setup]] = []
+    for group in groups:
+        done += _with_engine(create_engine(config.engine, engine_config), group, config.retry_errors)
+    if first.data.skipped:
+        _note(f"{len(first.data.skipped)} item(s) of the dataset were skipped: "
+              + "; ".join(f"{i}: {r}" for i, r in first.data.skipped[:5]))
+    return [RunResult(run_dir=run.run_dir, counts=counts, unsupported=setup.unsupported,
+                      metrics=_score(run.run_dir, show=len(runs) == 1) if config.score else None)
+            for run, counts, setup in done]
+
+
+def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Run, dict[str, int], Setup]]:
+    done = []
     try:
-        setup = engine.setup(run.questions)
+        setup = engine.setup(runs[0].questions)
         for attribute, reason in setup.unsupported.items():
-            _note(f"{run.entry.name} cannot answer {attribute!r}: {reason}; skipped")
+            _note(f"{runs[0].entry.name} cannot answer {attribute!r}: {reason}; skipped")
         if not setup.questions:
-            raise VlmfaceError(f"{run.entry.name} can answer none of the attributes asked "
-                               f"({', '.join(q.attribute for q in run.questions)})")
-        done = _finished(run.run_dir, config.retry_errors)
-        manifest = _manifest(run, setup)
-        previous = read_run(run.run_dir) or {}
-        manifest["started"] = previous.get("started", now())
-        if previous.get("backend_summary"):
-            manifest["backend_summary"] = previous["backend_summary"]
-        manifest["status"] = "running"
-        write_json_atomic(run.run_dir / RUN_FILE, manifest)
-        counts = _execute(run, engine, setup.questions, done, manifest)
+            raise VlmfaceError(f"{runs[0].entry.name} can answer none of the attributes asked "
+                               f"({', '.join(q.attribute for q in runs[0].questions)})")
+        for index, run in enumerate(runs):
+            before = engine.summary() if index else None  # counters so far, to split them per run
+            finished = _finished(run.run_dir, retry_errors)
+            manifest = _manifest(run, setup)
+            previous = read_run(run.run_dir) or {}
+            manifest["started"] = previous.get("started", now())
+            if previous.get("backend_summary"):
+                manifest["backend_summary"] = previous["backend_summary"]
+            manifest["status"] = "running"
+            write_json_atomic(run.run_dir / RUN_FILE, manifest)
+            done.append((run, _execute(run, engine, setup.questions, finished, manifest, before), setup))
     finally:
         engine.close()
-    if run.data.skipped:
-        _note(f"{len(run.data.skipped)} item(s) of the dataset were skipped: "
-              + "; ".join(f"{i}: {r}" for i, r in run.data.skipped[:5]))
-    metrics = _score(run.run_dir) if config.score else None
-    return RunResult(run_dir=run.run_dir, counts=counts, unsupported=setup.unsupported, metrics=metrics)
+    return done
 
 
 def _note(message: str) -> None:
@@ -294,7 +320,7 @@ def _note(message: str) -> None:
 
 
 def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
-             manifest: dict[str, Any]) -> dict[str, int]:
+             manifest: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
     counts: Counter[str] = Counter()
@@ -304,16 +330,21 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
                  desc=f"{run.task.name}/{run.entry.name}") as bar:
         try:
             for n_samples, predictions in engine.batches(pending, todo):
+                if run.perturbation is not None:
+                    for prediction in predictions:
+                        prediction.perturbation = run.perturbation.name
+                        prediction.level = run.perturbation.level
                 writer.write_batch(predictions)
                 counts.update(p.status for p in predictions)
                 bar.update(n_samples)
         except BaseException:
             manifest.update(status="interrupted", updated=now(),
-                            backend_summary=_accumulate(manifest.get("backend_summary"), engine.summary()))
+                            backend_summary=_accumulate(manifest.get("backend_summary"),
+                                                        _since(before, engine.summary())))
             write_json_atomic(run.run_dir / RUN_FILE, manifest)
             raise
     seconds = time.perf_counter() - started
-    summary = engine.summary()
+    summary = _since(before, engine.summary())
     if summary:
         print(f"{run.entry.name} (this invocation): " + ", ".join(f"{k}={v}" for k, v in summary.items()))
         manifest["backend_summary"] = _accumulate(manifest.get("backend_summary"), summary)
@@ -325,6 +356,19 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
     write_json_atomic(run.run_dir / RUN_FILE, manifest)
     return dict(counts)
+
+
+def _since(before: Any, current: Any) -> Any:
+    """current - before for the numbers (counters) of an engine summary; None: no snapshot."""
+    if before is None:
+        return current
+    if isinstance(before, dict) and isinstance(current, dict):
+        return {k: _since(before.get(k), v) for k, v in current.items()}
+    numbers = (int, float)
+    if isinstance(before, numbers) and isinstance(current, numbers) \
+            and not isinstance(before, bool) and not isinstance(current, bool):
+        return current - before
+    return current
 
 
 def _accumulate(previous: Any, current: Any) -> Any:
@@ -341,11 +385,12 @@ def _accumulate(previous: Any, current: Any) -> Any:
     return current
 
 
-def _score(run_dir: Path) -> dict[str, Any] | None:
+def _score(run_dir: Path, show: bool = True) -> dict[str, Any] | None:
     try:
         from vlmface.scoring import format_summary, score_run
     except ImportError:
         return None
     metrics = score_run(run_dir)
-    print(format_summary(metrics))
+    if show:
+        print(format_summary(metrics))
     return metrics
