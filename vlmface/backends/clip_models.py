@@ -193,6 +193,24 @@ def _clean_repr(obj: Any) -> str:
     return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
 
 
+class OpenClipImageTransform:
+    """Picklable image -> model inputs of one image, for the loader's worker processes."""
+
+    def __init__(self, preprocess):
+        self.preprocess = preprocess
+
+    def __call__(self, image) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.preprocess(image).unsqueeze(0)}
+
+
+class HFImageTransform:
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def __call__(self, image) -> dict[str, torch.Tensor]:
+        return dict(self.image_processor(images=[image], return_tensors="pt"))
+
+
 class OpenClipEncoder:
     impl = "open_clip"
 
@@ -233,6 +251,9 @@ class OpenClipEncoder:
 
     def prepare_images(self, images: list) -> dict[str, torch.Tensor]:
         return {"pixel_values": torch.stack([self.preprocess(image) for image in images])}
+
+    def image_transform(self) -> OpenClipImageTransform:
+        return OpenClipImageTransform(self.preprocess)
 
     @torch.inference_mode()
     def encode_images(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
@@ -302,6 +323,9 @@ class HFEncoder:
 
     def prepare_images(self, images: list) -> dict[str, torch.Tensor]:
         return dict(self.processor.image_processor(images=images, return_tensors="pt"))
+
+    def image_transform(self) -> HFImageTransform:
+        return HFImageTransform(self.processor.image_processor)
 
     @torch.inference_mode()
     def encode_images(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
