@@ -16,7 +16,6 @@ kind "class_texts": each non-empty line is one template; it sees `label` (displa
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +27,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from vlmface.errors import SpecError
+from vlmface.specfiles import find_specs, search_dirs
 
 TEMPLATE_KINDS = ("question", "class_texts")
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
@@ -42,13 +42,7 @@ def _compiled(body: str):
 def prompt_dirs() -> list[Path]:
     """Where templates are looked up: $VLMFACE_PROMPTS (os.pathsep-separated), then ./prompts,
     then the prompts/ folder of this source checkout."""
-    dirs = [Path(p) for p in os.environ.get("VLMFACE_PROMPTS", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "prompts", Path(__file__).resolve().parent.parent / "prompts"]
-    unique: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
-            unique.append(d)
-    return unique
+    return search_dirs("VLMFACE_PROMPTS", "prompts")
 
 
 @dataclass(frozen=True)
@@ -141,11 +135,7 @@ def load_template_file(path: str | Path) -> PromptTemplate:
 
 
 def available_templates() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in reversed(prompt_dirs()):  # earlier dirs win
-        for path in sorted(directory.glob("*.jinja")):
-            found[path.stem] = path
-    return dict(sorted(found.items()))
+    return find_specs(prompt_dirs(), "*.jinja")
 
 
 def load_template(name_or_path: str) -> PromptTemplate:

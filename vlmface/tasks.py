@@ -8,15 +8,14 @@ default prompt templates. Errors name the file, the field and the fix.
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlmface.errors import SpecError
+from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, validation_message
 
 AttributeKind = Literal["categorical", "ordinal", "numeric"]
 SourceKind = Literal["hub", "image_folder", "filename_regex", "manifest"]
@@ -202,47 +201,24 @@ class TaskSpec(_Strict):
         return str(self.path) if self.path else f"task {self.name!r}"
 
 
-def _format_validation_error(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: invalid task spec"]
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field (typo?); see tasks/README.md for the fields a spec may have"
-        lines.append(f"  {location}: {message}")
-    return "\n".join(lines)
-
-
 def task_dirs() -> list[Path]:
     """$VLMFACE_TASKS (os.pathsep-separated), then ./tasks, then this checkout's tasks/."""
-    dirs = [Path(p) for p in os.environ.get("VLMFACE_TASKS", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "tasks", Path(__file__).resolve().parent.parent / "tasks"]
-    return [d for d in dirs if d.is_dir()]
+    return search_dirs("VLMFACE_TASKS", "tasks")
 
 
 def available_tasks() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for directory in reversed(task_dirs()):
-        for path in sorted(directory.glob("*.yaml")):
-            found[path.stem] = path
-    return dict(sorted(found.items()))
+    return find_specs(task_dirs())
 
 
 def load_task_file(path: str | Path) -> TaskSpec:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read task spec ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a task spec is a YAML mapping with name, sources and attributes")
+    raw = read_yaml_mapping(path, "task spec (name, sources, attributes)")
     raw.setdefault("name", path.stem)
     try:
         return TaskSpec(**raw, path=path)
     except ValidationError as exc:
-        raise SpecError(_format_validation_error(path, exc)) from None
+        raise SpecError(validation_message(path, "task spec", exc,
+                                           "see the README's Tasks section for the fields a spec may have")) from None
 
 
 def load_task(name_or_path: str | Path) -> TaskSpec:

@@ -1,0 +1,54 @@
+"""Finding and reading the YAML spec files users write (tasks, probes, perturbations),
+with validation errors that name the file, the field and the fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from vlmface.errors import SpecError
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def search_dirs(env_var: str, folder: str) -> list[Path]:
+    """$ENV_VAR (os.pathsep-separated), then ./FOLDER, then this checkout's FOLDER."""
+    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / folder, CHECKOUT / folder]
+    return [d for d in dirs if d.is_dir()]
+
+
+def find_specs(dirs: list[Path], pattern: str = "*.yaml") -> dict[str, Path]:
+    """name -> path of every file matching `pattern` in `dirs`; earlier directories win."""
+    found: dict[str, Path] = {}
+    for directory in reversed(dirs):
+        for path in sorted(directory.glob(pattern)):
+            found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a {what} is a YAML mapping")
+    return raw
+
+
+def validation_message(where: str | Path, what: str, exc: ValidationError, unknown_field_hint: str) -> str:
+    lines = [f"{where}: invalid {what}"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field (typo?); {unknown_field_hint}"
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
