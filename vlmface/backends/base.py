@@ -93,7 +93,8 @@ class Backend(ABC):
 
     def __init__(self, entry: ModelEntry, options: dict[str, Any] | None = None):
         self.entry = entry
-        self.options = dict(options or {})
+        given = {k: v for k, v in (options or {}).items() if v is not None}
+        self.options = {**entry.options, **given}  # the registry's options, overridden by the run's
 
     def identity(self) -> dict[str, Any]:
         """What makes this model's answers reproducible (weights id, revision, dtype...)."""

@@ -80,3 +80,16 @@ class PromptFormatter:
             return int(self.options["max_new_tokens"])
         wanted = [q.question.template.metadata.get("max_new_tokens") for q in queries if q.question.template]
         return max([int(w) for w in wanted if w] or [DEFAULT_MAX_NEW_TOKENS])
+
+
+MODES = ("generate", "choice")
+
+
+def answer_mode(entry, options: dict[str, Any]) -> str:
+    """The answer mode of a generative backend, checked, for an entry that names weights."""
+    mode = str(options.get("mode", "generate"))
+    if mode not in MODES:
+        raise BackendError(f"model {entry.name!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if not entry.weights:
+        raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
+    return mode

@@ -24,13 +24,12 @@ from typing import Any
 
 from vlmface.backends.base import Answer, Backend, Query, Question
 from vlmface.backends.hf_loading import DTYPES, load_processor
-from vlmface.backends.hf_prompts import PromptFormatter
+from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
 from vlmface.errors import BackendError
 from vlmface.parse import parse_answer
 
 log = logging.getLogger(__name__)
 
-MODES = ("generate", "choice")
 
 
 class VLLMBackend(Backend):
@@ -38,13 +37,8 @@ class VLLMBackend(Backend):
     default_batch_size = 512  # vLLM schedules its own batches: hand it many requests at once
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
-        merged = {**entry.options, **{k: v for k, v in (options or {}).items() if v is not None}}
-        super().__init__(entry, merged)
-        self.mode = str(self.options.get("mode", "generate"))
-        if self.mode not in MODES:
-            raise BackendError(f"model {entry.name!r}: unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
-        if not entry.weights:
-            raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
+        super().__init__(entry, options)
+        self.mode = answer_mode(entry, self.options)
         self.vllm = _import_vllm()
         processor, config = load_processor(entry.weights, revision=entry.revision,
                                            trust_remote_code=entry.trust_remote_code)
