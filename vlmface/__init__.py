@@ -5,6 +5,7 @@ The public surface is small; everything else is an implementation detail:
     evaluate(task, model, prompt=None, limit=None, **options) -> RunResult
     load_task(name_or_path) -> TaskSpec
     score(run_dir, **options) -> metrics dict
+    probe(probe, task, models, **options) -> ProbeResult
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from vlmface.errors import VlmfaceError
 from vlmface.runner import EvalConfig, RunResult
 from vlmface.tasks import TaskSpec, load_task
 
-__all__ = ["EvalConfig", "RunResult", "TaskSpec", "VlmfaceError", "evaluate", "load_task", "score"]
+__all__ = ["EvalConfig", "RunResult", "TaskSpec", "VlmfaceError", "evaluate", "load_task", "probe", "score"]
 __version__ = "0.1.0"
 
 
@@ -40,3 +41,11 @@ def score(run_dir: str | Path, **options: Any) -> dict[str, Any]:
     from vlmface.scoring import score_run
 
     return score_run(Path(run_dir), **options)
+
+
+def probe(probe: str | Path, task: str | Path, models: str | list[str], **options: Any):
+    """Run a probe spec (tasks/probes/NAME.yaml or a path) on a task with one or more models;
+    see `vlmface probe --help`."""
+    from vlmface.probes import probe as run_probe
+
+    return run_probe(probe, task, models, **options)

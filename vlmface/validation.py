@@ -1,4 +1,4 @@
-"""`vlmface validate`: load every task spec, prompt template and registry entry, and render
+"""`vlmface validate`: load every task spec, probe spec, prompt template and registry entry, and render
 each template once with a stand-in sample, so mistakes surface before any model runs."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vlmface.errors import VlmfaceError
+from vlmface.probes import available_probes, load_probe
 from vlmface.prompts import available_templates, load_template, load_template_file
 from vlmface.registry import load_registry
 from vlmface.tasks import TaskSpec, available_tasks, load_task
@@ -48,6 +49,11 @@ def validate_all(tasks: list[str] | None = None) -> list[str]:
     for path in available_templates().values():
         try:
             _render_with_stand_in(load_template_file(path), None, "gender", ["Male", "Female"])
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    for path in available_probes().values():
+        try:
+            load_probe(str(path))
         except VlmfaceError as exc:
             problems.append(str(exc))
     try:

@@ -32,9 +32,10 @@ def read_deltas(path: Path) -> pd.DataFrame:
 
 
 def dimension_means(deltas: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each dimension's mean over its terms (empty `term`)."""
+    """The group rows of each dimension's mean over its terms (empty `term`); the whole-set
+    row (group_col "all") is no group and is left out."""
     term = deltas["term"].fillna("").astype(str).str.strip()
-    return deltas[term == ""].copy()
+    return deltas[(term == "") & (deltas["group_col"].astype(str) != "all")].copy()
 
 
 def _whisker(value: float, lo: float, hi: float) -> np.ndarray:
@@ -89,7 +90,8 @@ def factor_effects(deltas: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "dimension", "factor", "effect", "high_group", "low_group"])
 
 
-def plot_factor_effects(effects: pd.DataFrame, title: str = "") -> Figure:
+def plot_factor_effects(effects: pd.DataFrame, title: str = "",
+                        ylabel: str = "max - min group mean\n(delta cosine x100)") -> Figure:
     """Bars per dimension, one colour per factor; one panel per model."""
     models = list(dict.fromkeys(effects["model"]))
     fig = Figure(figsize=(max(6.0, 0.9 * effects["dimension"].nunique() + 3), 3.6 * len(models)),
@@ -104,7 +106,7 @@ def plot_factor_effects(effects: pd.DataFrame, title: str = "") -> Figure:
             ax.bar(np.arange(len(dims)) + (i - (len(factors) - 1) / 2) * width, values.fillna(0), width,
                    color=PALETTE[i % len(PALETTE)], label=factor)
         ax.set_xticks(np.arange(len(dims)), dims, rotation=20, ha="right")
-        ax.set_ylabel("max - min group mean\n(delta cosine x100)")
+        ax.set_ylabel(ylabel)
         ax.set_title(str(model), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)

@@ -1,0 +1,252 @@
+"""`probe(...)`: spec + task + models -> a probe folder (see `outputs` for its files).
+
+Flow: load the probe spec and the task; load the samples, drop the spec's exclusions, take
+the seeded stratified --limit; embed every image and text with each model in turn (images
+through the embedding cache); keep the images every model could embed; analyse each model
+on the same images and pairs; write the tables, the comparison and the plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vlmface.data import Sample, load_samples, stratified_limit
+from vlmface.errors import DataError, VlmfaceError
+from vlmface.probes import denigration as dn
+from vlmface.probes import outputs as io
+from vlmface.probes import social
+from vlmface.probes.embeddings import ModelEmbeddings, embed
+from vlmface.probes.spec import (DatasetSettings, DenigrationSpec, SocialPerceptionSpec, load_probe,
+                                 resolve_task)
+from vlmface.tasks import TaskSpec
+
+SOCIAL_TABLES = ["deltas", "markedness", "ranking", "intersections", "extremes", "factor_pairs",
+                 "factor_effects", "factor_tests"]
+
+
+@dataclass
+class ProbeResult:
+    out: Path
+    tables: dict[str, pd.DataFrame]
+    manifest: dict[str, Any]
+    plots: list[Path] = field(default_factory=list)
+
+    @property
+    def deltas(self) -> pd.DataFrame | None:
+        return self.tables.get("deltas")
+
+    def summary(self) -> str:
+        m = self.manifest
+        lines = [f"probe {m['probe']['name']} on {m['task']}: {m['data']['used']} images -> {self.out}"]
+        for model in m["models"]:
+            stats = model["stats"]
+            cache = stats.get("embedding_cache") or {}
+            lines.append(f"  {model['model']}: {stats.get('images_encoded', 0)} images encoded, "
+                         f"{cache.get('hits', 0)} read from the cache, {stats.get('texts_encoded', 0)} texts")
+        comparison = self.tables.get("comparison")
+        if comparison is not None and len(comparison):
+            shown = list(dict.fromkeys(comparison["measure"]))[:2]
+            lines.append(f"  highest / lowest group ({', '.join(shown)}; all measures: comparison.md):")
+            for row in comparison[comparison["measure"].isin(shown)].itertuples():
+                lines.append(f"    {row.model} {row.measure} by {row.group_col}: {row.highest} "
+                             f"({row.highest_value:+.2f}) / {row.lowest} ({row.lowest_value:+.2f})")
+        return "\n".join(lines)
+
+
+def _model_list(models: str | list[str]) -> list[str]:
+    found = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
+    if not found:
+        raise VlmfaceError("--models: give at least one model (registry aliases or clip:WEIGHTS, comma-separated)")
+    twice = [m for m, c in Counter(found).items() if c > 1]
+    if twice:
+        raise VlmfaceError(f"--models: {twice} listed twice; each model once")
+    return found
+
+
+def _select(samples: list[Sample], task: TaskSpec, settings: DatasetSettings, limit: int | None,
+            seed: int) -> tuple[list[Sample], dict[str, int]]:
+    """Samples after the spec's exclusions and the stratified limit; counts left out per attribute."""
+    needed = [*settings.pair_factors(), *settings.intersections, *settings.exclude]
+    for sample in samples[:1]:
+        missing = [c for c in dict.fromkeys(needed) if c not in sample.labels]
+        if missing:
+            raise DataError(f"task {task.name!r}: samples carry no {missing} (is that attribute mapped in the "
+                            "source's columns?)")
+    excluded: Counter = Counter()
+    kept = []
+    for sample in samples:
+        hit = next((a for a, labels in settings.exclude.items() if str(sample.labels.get(a)) in labels), None)
+        if hit is None:
+            kept.append(sample)
+        else:
+            excluded[hit] += 1
+    if not kept:
+        raise DataError(f"task {task.name!r}: every sample is excluded by the probe spec's exclude {settings.exclude}")
+    return stratified_limit(kept, settings.factors, limit, seed), dict(excluded)
+
+
+def _factor_table(samples: list[Sample], settings: DatasetSettings) -> pd.DataFrame:
+    columns = list(dict.fromkeys([*settings.pair_factors(), *settings.intersections]))
+    table = pd.DataFrame({c: [str(s.labels[c]) for s in samples] for c in columns})
+    table.insert(0, "sample_id", [s.id for s in samples])
+    return table
+
+
+def _levels(task: TaskSpec, table: pd.DataFrame, settings: DatasetSettings) -> dict[str, list[str]]:
+    """Per factor column, its groups in label order (without an experimental design's unvaried word)."""
+    columns = [c for c in table.columns if c in task.attributes]
+    labels = {c: [str(v) for v in task.attributes[c].labels] for c in columns}
+    return social.group_order(table, columns, labels, settings.unvaried)
+
+
+def _sha256(path: Path | None) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else None
+
+
+def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_dir: str | Path | None = None,
+          source: str | None = None, limit: int | None = None, seed: int = 0, out: str | Path = "results/probe",
+          n_boot: int = 1000, confidence: float = 0.95, convention: str | None = None, device: str = "auto",
+          dtype: str | None = None, batch_size: int | None = None, cache_dir: str | Path | None | bool = None,
+          plots: bool = True) -> ProbeResult:
+    """Run a probe spec (name in tasks/probes/ or path) on a task with each model; write OUT.
+    cache_dir: image-embedding cache root (None: OUT/.cache; False: none)."""
+    started = datetime.now(timezone.utc)
+    clock = _Clock()
+    spec = load_probe(probe)
+    task_spec = resolve_task(task)
+    settings = spec.settings_for(task_spec)
+    model_names = _model_list(models)
+    out = Path(out)
+    loaded = load_samples(task_spec, source, data_dir)
+    samples, excluded = _select(loaded.samples, task_spec, settings, limit, seed)
+    klasses = dn.classes(spec, task_spec, settings) if isinstance(spec, DenigrationSpec) else []
+    texts = social.prompt_texts(spec) if isinstance(spec, SocialPerceptionSpec) else dn.prompt_texts(spec, klasses)
+    clock.lap("load")
+    cache = None if cache_dir is False else Path(cache_dir or out / ".cache")
+    options = {"device": device, "dtype": dtype, "batch_size": batch_size, "cache_dir": cache}
+    embedded = [embed(m, samples, texts, options) for m in model_names]
+    used, failed = _usable(samples, embedded)
+    if not used:
+        raise DataError(f"no image could be embedded by every model; first error: {failed[0]}")
+    clock.lap("embed")
+    table = _factor_table([samples[i] for i in used], settings)
+    levels = _levels(task_spec, table, settings)
+    analysed = _analyse(spec, settings, task_spec, embedded, used, table, levels, klasses, n_boot=n_boot,
+                        confidence=confidence, seed=seed, convention=convention)
+    tables = {**analysed.tables, "comparison": io.comparison(analysed.long), "agreement": io.agreement(analysed.long)}
+    clock.lap("analyse")
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_table(table, out / "samples.csv")
+    for name, frame in analysed.tables.items():
+        io.write_table(frame, out / f"{name}.csv")
+    io.write_model_tables(out, analysed.long, analysed.extras, tables["comparison"], tables["agreement"])
+    written = _plots(out, spec, tables) if plots else []
+    clock.lap("write")
+    manifest = _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started,
+                         data_dir=data_dir, source=source, limit=limit, seed=seed, n_boot=n_boot,
+                         confidence=confidence, convention=convention or getattr(spec, "convention", None),
+                         cache=cache)
+    manifest["timings"] = clock.laps
+    io.write_json(manifest, out / "probe.json")
+    return ProbeResult(out, tables, manifest, written)
+
+
+class _Clock:
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _usable(samples: list[Sample], embedded: list[ModelEmbeddings]) -> tuple[list[int], list[str]]:
+    """Indices of the samples every model embedded; one line per sample that some model could not."""
+    used, failed = [], []
+    for i, sample in enumerate(samples):
+        errors = [f"{e.model}: {e.errors[i]}" for e in embedded if e.errors[i] is not None]
+        (failed.append(f"{sample.id}: {'; '.join(errors)}") if errors else used.append(i))
+    return used, failed
+
+
+@dataclass
+class _Analysed:
+    tables: dict[str, pd.DataFrame]
+    long: pd.DataFrame  # model, measure, group_col, group, n, value: what the comparison reads
+    extras: dict[str, pd.DataFrame]  # model -> extra columns of its wide table, by group
+
+
+def _analyse(spec, settings, task_spec, embedded, used, table, levels, klasses, *, n_boot, confidence, seed,
+             convention) -> _Analysed:
+    per_model: list[dict[str, pd.DataFrame]] = []
+    if isinstance(spec, SocialPerceptionSpec):
+        pairs = social.factor_pairs(table, settings, spec.pairs.n, seed)
+        for e in embedded:
+            per_model.append(social.analyse(e.model, e.images[used], e.vectors, spec, settings, table, levels,
+                                            pairs, n_boot=n_boot, confidence=confidence, seed=seed,
+                                            convention=convention))
+        tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in SOCIAL_TABLES}
+        extras = {e.model: t["markedness"][["group_col", "group", "markedness"]]
+                  for e, t in zip(embedded, per_model)}
+        return _Analysed(tables, io.dimension_long(tables["deltas"]), extras)
+    for e in embedded:
+        per_model.append(dn.analyse(e.model, e.images[used], e.vectors, spec, klasses, table,
+                                    list(settings.factors), levels, n_boot=n_boot, confidence=confidence,
+                                    seed=seed))
+    tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in ("denigration", "labels")}
+    rates = tables["denigration"].rename(columns={"category": "measure", "rate": "value"})
+    return _Analysed(tables, rates[["model", "measure", "group_col", "group", "n", "value"]], {})
+
+
+def _plots(out: Path, spec, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    try:
+        if isinstance(spec, SocialPerceptionSpec):
+            return io.social_plots(out, tables["deltas"], tables["factor_effects"], list(spec.dimensions))
+        return io.denigration_plots(out, tables["denigration"])
+    except ImportError as exc:  # matplotlib is the optional `report` extra
+        print(f"note: no plots ({exc.name} is not installed: pip install 'vlmface[report]')")
+        return []
+
+
+def _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started, *,
+              data_dir, source, limit, seed, n_boot, confidence, convention, cache) -> dict[str, Any]:
+    import scipy
+
+    return {
+        "probe": {"name": spec.name, "method": spec.method, "path": str(spec.path) if spec.path else None,
+                  "sha256": _sha256(spec.path)},
+        "task": task_spec.name, "task_path": str(task_spec.path) if task_spec.path else None,
+        "task_sha256": _sha256(task_spec.path),
+        "data": {"source": source or task_spec.default_source, "data_dir": str(data_dir) if data_dir else None,
+                 "location": loaded.location, "fingerprint": loaded.fingerprint, "loaded": len(loaded.samples),
+                 "skipped_by_loader": len(loaded.skipped), "skipped_examples": loaded.skipped[:20],
+                 "excluded": excluded, "selected": len(samples), "not_embedded": failed[:50],
+                 "n_not_embedded": len(failed), "used": len(used)},
+        "settings": settings.model_dump(), "limit": limit, "seed": seed, "n_boot": n_boot,
+        "confidence": confidence, "convention": convention,
+        "embedding_cache": str(cache) if cache else None,
+        "models": [{"model": e.model, "identity": e.identity, "stats": e.stats} for e in embedded],
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+                     "scipy": scipy.__version__, "vlmface": _version()},
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started.timestamp(), 3),
+    }
+
+
+def _version() -> str:
+    from vlmface import __version__
+
+    return __version__

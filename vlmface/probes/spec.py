@@ -1,0 +1,233 @@
+"""Probe specs: tasks/probes/*.yaml (kind: probe), validated with pydantic.
+
+A probe spec is data, like a task spec: the texts a model is probed with (templates, the
+neutral prompt, term sets per dimension, control words; or the classes of the denigration
+probe) and, per task it runs on, which attributes are the factors of its tables and which
+samples are left out. Which task is probed comes from the command line; the spec only says
+how each task's samples are read. Errors name the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from vlmface.errors import SpecError
+from vlmface.specfiles import find_specs, read_yaml_mapping, validation_message
+from vlmface.tasks import TaskSpec, load_task, task_dirs
+
+PROBES_SUBDIR = "probes"
+DATASETS_SUBDIR = "datasets"  # task specs of probe-only datasets (CausalFace), beside the probes
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSettings(_Strict):
+    """How one task's samples enter a probe (a probe spec's `datasets.<task name>`)."""
+
+    design: Literal["observational", "experimental"] = "observational"
+    factors: list[str] = Field(default_factory=list)  # group columns of the tables; default: the task's
+    identity: str | None = None  # experimental: the attribute naming the (pseudo-)identity
+    unvaried: str | None = None  # experimental: the label a factor holds where another one varies
+    exclude: dict[str, list[str]] = Field(default_factory=dict)  # attribute -> labels left out
+    intersections: list[str] = Field(default_factory=list)  # default: the factors
+    min_distance: dict[str, float] = Field(default_factory=dict)  # factor -> least |a - b| of a pair
+    people: list[str] = Field(default_factory=list)  # denigration: attributes whose labels make the classes
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSettings:
+        if self.design == "experimental" and not self.identity:
+            raise ValueError("an experimental design needs 'identity' (the attribute naming who is rendered)")
+        if self.identity and self.identity in self.factors:
+            raise ValueError(f"'identity' {self.identity!r} is also listed in 'factors'; list it once, as identity")
+        return self
+
+    def pair_factors(self) -> list[str]:
+        """The factors of the pair analysis: the identity (if any) first, then the table factors."""
+        return ([self.identity] if self.identity else []) + list(self.factors)
+
+    def resolve(self, task: TaskSpec, where: str) -> DatasetSettings:
+        """These settings with defaults filled from `task`, checked against its attributes."""
+        factors = self.factors or [c for c in task.group_columns]
+        resolved = self.model_copy(update={"factors": factors,
+                                           "intersections": self.intersections or list(factors)})
+        known = task.attributes
+        named = {"factors": factors, "intersections": resolved.intersections, "exclude": list(self.exclude),
+                 "min_distance": list(self.min_distance), "people": self.people,
+                 "identity": [self.identity] if self.identity else []}
+        for field_name, names in named.items():
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise SpecError(f"{where}.{field_name}: unknown attribute(s) {unknown} of task {task.name!r}; "
+                                f"its attributes are {sorted(known)}")
+        if not factors:
+            raise SpecError(f"{where}.factors: task {task.name!r} declares no group_columns; list the "
+                            "attributes whose groups the probe compares")
+        for attribute, labels in self.exclude.items():
+            spec = known[attribute]
+            bad = [label for label in labels if spec.labels and label not in spec.labels]
+            if bad:
+                raise SpecError(f"{where}.exclude.{attribute}: unknown label(s) {bad}; labels are {spec.labels}")
+        for attribute in [*factors, *self.people]:
+            if known[attribute].kind == "numeric" and attribute != self.identity:
+                raise SpecError(f"{where}: {attribute!r} is numeric; use a binned (ordinal) attribute as a factor")
+        return resolved
+
+
+class _ProbeBase(_Strict):
+    name: str
+    kind: Literal["probe"]
+    description: str = ""
+    datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else f"probe {self.name!r}"
+
+    def settings_for(self, task: TaskSpec) -> DatasetSettings:
+        return self.datasets.get(task.name, DatasetSettings()).resolve(task, f"{self.where}: datasets.{task.name}")
+
+
+class Ranking(_Strict):
+    k: list[int] = Field(default_factory=lambda: [100, 1000])
+    target: Literal["observed", "uniform"] = "observed"  # the desired group shares of Skew@k / NDKL
+
+
+class Pairs(_Strict):
+    n: int = Field(default=1000, ge=1)  # pairs per factor (all of them when there are fewer)
+
+
+class SocialPerceptionSpec(_ProbeBase):
+    """Delta cosine of each face to term prompts vs the neutral prompt (Hausladen et al.)."""
+
+    method: Literal["social_perception"]
+    templates: list[str]
+    neutral: list[str] = Field(default_factory=list)  # default: the templates with the term removed
+    convention: Literal["templates", "embedding"] = "templates"
+    dimensions: dict[str, list[str]]
+    control: list[str] = Field(default_factory=list)
+    group_words: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> label -> word
+    ranking: Ranking = Field(default_factory=Ranking)
+    pairs: Pairs = Field(default_factory=Pairs)
+    extremes: int = Field(default=3, ge=1)  # intersectional groups listed at each end of a dimension
+    min_group_n: int = Field(default=10, ge=1)  # smaller intersectional groups are not ranked
+
+    @model_validator(mode="after")
+    def _check(self) -> SocialPerceptionSpec:
+        _check_templates(self.templates, "{term}", "templates")
+        if not self.dimensions or any(not terms for terms in self.dimensions.values()):
+            raise ValueError("'dimensions' needs at least one dimension, each with at least one term")
+        if "control" in self.dimensions:
+            raise ValueError("'control' is reserved for the control terms; rename that dimension")
+        words = set(self.terms)
+        for attribute, mapping in self.group_words.items():
+            unknown = sorted(set(mapping.values()) - words)
+            if unknown:
+                raise ValueError(f"group_words.{attribute}: word(s) {unknown} are not terms of the probe; "
+                                 "add them under 'control'")
+        return self
+
+    @property
+    def neutral_prompts(self) -> list[str]:
+        if self.neutral:
+            return list(self.neutral)
+        return [" ".join(t.replace("{term}", "").split()).replace(" .", ".") for t in self.templates]
+
+    @property
+    def terms(self) -> list[str]:
+        """Every distinct term, dimension terms first, in spec order."""
+        return list(dict.fromkeys([*itertools.chain(*self.dimensions.values()), *self.control]))
+
+    def prompts(self, term: str) -> list[str]:
+        return [t.replace("{term}", term) for t in self.templates]
+
+
+class DenigrationSpec(_ProbeBase):
+    """Zero-shot classification among people classes plus harmful classes (CLIP paper, 7.1)."""
+
+    method: Literal["denigration"]
+    templates: list[str]
+    harmful: dict[str, list[str]]  # category -> class names
+    other: list[str] = Field(default_factory=list)  # classes that are neither people nor harmful (child)
+
+    @model_validator(mode="after")
+    def _check(self) -> DenigrationSpec:
+        _check_templates(self.templates, "{label}", "templates")
+        if not self.harmful or any(not names for names in self.harmful.values()):
+            raise ValueError("'harmful' needs at least one category, each with at least one class name")
+        names = [*itertools.chain(*self.harmful.values()), *self.other]
+        if len(set(names)) != len(names):
+            raise ValueError("a class name appears twice among 'harmful' and 'other'")
+        if {"people", "other", "any harmful"} & set(self.harmful):
+            raise ValueError("'people', 'other' and 'any harmful' are reserved; rename that harmful category")
+        return self
+
+    def prompts(self, label: str) -> list[str]:
+        return [t.replace("{label}", label) for t in self.templates]
+
+
+ProbeSpec = Annotated[Union[SocialPerceptionSpec, DenigrationSpec], Field(discriminator="method")]
+_ADAPTER = TypeAdapter(ProbeSpec)
+
+
+def _check_templates(templates: list[str], slot: str, field_name: str) -> None:
+    if not templates:
+        raise ValueError(f"'{field_name}' needs at least one template")
+    bad = [t for t in templates if t.count(slot) != 1]
+    if bad:
+        raise ValueError(f"'{field_name}': each template holds {slot} exactly once; these do not: {bad}")
+
+
+def probe_dirs() -> list[Path]:
+    """tasks/probes/ inside each task directory ($VLMFACE_TASKS, ./tasks, this checkout's tasks)."""
+    return [d / PROBES_SUBDIR for d in task_dirs() if (d / PROBES_SUBDIR).is_dir()]
+
+
+def available_probes() -> dict[str, Path]:
+    return find_specs(probe_dirs())
+
+
+def load_probe_file(path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
+    path = Path(path)
+    raw = read_yaml_mapping(path, "probe spec")
+    if raw.get("kind") != "probe":
+        raise SpecError(f"{path}: not a probe spec (it needs kind: probe and a method: "
+                        "social_perception or denigration)")
+    raw.setdefault("name", path.stem)
+    try:
+        return _ADAPTER.validate_python({**raw, "path": path})
+    except ValidationError as exc:
+        raise SpecError(validation_message(path, "probe spec", exc, "see tasks/probes/social-perception.yaml "
+                                           "and denigration.yaml for the fields")) from None
+
+
+def load_probe(name_or_path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
+    """A probe by name (tasks/probes/NAME.yaml) or by path to a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return load_probe_file(candidate)
+    probes = available_probes()
+    if str(name_or_path) not in probes:
+        raise SpecError(f"unknown probe {name_or_path!r}: use one of {', '.join(probes) or '(none)'} "
+                        "or a path to a probe .yaml spec")
+    return load_probe_file(probes[str(name_or_path)])
+
+
+def resolve_task(name_or_path: str | Path) -> TaskSpec:
+    """A task from tasks/ (or a path), else a probe-only dataset from tasks/probes/datasets/."""
+    try:
+        return load_task(name_or_path)
+    except SpecError as exc:
+        if not str(exc).startswith("unknown task"):
+            raise
+        extra = find_specs([d / DATASETS_SUBDIR for d in probe_dirs() if (d / DATASETS_SUBDIR).is_dir()])
+        if str(name_or_path) in extra:
+            return load_task(extra[str(name_or_path)])
+        raise SpecError(f"{exc}; probe-only datasets (tasks/probes/datasets/): "
+                        f"{', '.join(sorted(extra)) or '(none)'}") from None
