@@ -9,6 +9,7 @@ Which weights load, and how a spec string is read: see `clip_models`.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class ClipBackend(Backend):
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
-        settings = {**entry.options, **{k: v for k, v in self.options.items() if v is not None}}
+        settings = self.options
         self.spec = parse_spec(entry.weights, impl=settings.get("impl"), revision=entry.revision)
         self.device = resolve_device(settings.get("device"))
         self.dtype = resolve_dtype(settings.get("dtype"), self.device)
@@ -105,6 +106,16 @@ class ClipBackend(Backend):
         if self.cache is not None:
             found["embedding_cache"] = {"dir": str(self.cache.dir), **self.cache.stats.as_dict()}
         return found
+
+    # ----- loading ---------------------------------------------------------------------------
+    @property
+    def default_workers(self) -> int:
+        """On a GPU, decoding and preprocessing in worker processes keep the model busy; on a CPU
+        they would compete with the model for the same cores."""
+        return min(4, max(1, (os.cpu_count() or 2) // 2)) if self.device.type == "cuda" else 0
+
+    def preprocessor(self):
+        return self.encoder.image_transform()
 
     # ----- questions -------------------------------------------------------------------------
     def unsupported_reason(self, question: Question) -> str | None:
@@ -279,8 +290,11 @@ class ClipBackend(Backend):
         return encoded, failed
 
     def _preprocess(self, items):
-        """(items kept, their batched inputs, digest -> error). One call for the whole batch;
-        if that fails, image by image, so one bad image costs only its own answer."""
+        """(items kept, their batched inputs, digest -> error). Inputs the loader's workers made
+        (query.pixels) are used as they are; otherwise one call for the whole batch, and if that
+        fails, image by image, so one bad image costs only its own answer."""
+        if all(query.pixels is not None for _, query in items):
+            return items, {k: torch.cat([q.pixels[k] for _, q in items]) for k in items[0][1].pixels}, {}
         try:
             return items, self.encoder.prepare_images([query.image for _, query in items]), {}
         except Exception:
