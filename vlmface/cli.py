@@ -1,4 +1,4 @@
-"""Command line: vlmface eval | score | compare | list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | list | validate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import yaml
 
 from vlmface.errors import VlmfaceError
+from vlmface.perturb.command import add_perturb_arguments, add_robustness
+from vlmface.probes.command import add_probe
 from vlmface.report.command import add_report
 
 
@@ -66,6 +68,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-errors", action="store_true", help="redo samples that ended in an error")
     p.add_argument("--no-score", action="store_true", help="only write predictions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_perturb_arguments(p)
     p.set_defaults(handler=_eval)
 
 
@@ -85,6 +88,10 @@ def _eval(args: argparse.Namespace) -> int:
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)
+    if args.perturb:
+        from vlmface.perturb.command import run_sweep
+
+        return run_sweep(config, args.perturb, args.perturb_only, args.perturb_examples)
     result = evaluate(config)
     print(f"run directory: {result.run_dir}")
     return 0
@@ -151,8 +158,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks, models or prompt templates")
-    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts"], default="tasks")
+    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs")
+    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts", "perturbations"], default="tasks")
     p.set_defaults(handler=_list)
 
 
@@ -169,6 +176,13 @@ def _list(args: argparse.Namespace) -> int:
 
         for name, entry in load_registry().items():
             print(f"{name:<28} {entry.backend:<9} {entry.weights or '(set --base-url / --option model=...)'}")
+    elif args.what == "perturbations":
+        from vlmface.perturb.spec import available_perturbations, load_perturbations
+
+        for name, path in available_perturbations().items():
+            spec = load_perturbations(path)
+            print(f"{name:<16} " + "; ".join(f"{key}: {p.transform} [{', '.join(f'{v:g}' for v in p.levels)}]"
+                                             for key, p in spec.perturbations.items()))
     else:
         from vlmface.prompts import available_templates, load_template_file
 
@@ -192,14 +206,15 @@ def _validate(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        print("all task specs, prompt templates and registry entries are valid")
+        print("all task, probe and perturbation specs, prompt templates and registry entries are valid")
     return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_score, _add_compare, _add_merge, _add_list, _add_validate, add_report):
+    for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
+                _add_list, _add_validate):
         add(sub)
     return parser
 

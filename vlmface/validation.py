@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vlmface.errors import VlmfaceError
+from vlmface.perturb.spec import available_perturbations, load_perturbations
 from vlmface.probes import available_probes, load_probe
 from vlmface.prompts import available_templates, load_template, load_template_file
 from vlmface.registry import load_registry
@@ -49,6 +50,11 @@ def validate_all(tasks: list[str] | None = None) -> list[str]:
     for path in available_templates().values():
         try:
             _render_with_stand_in(load_template_file(path), None, "gender", ["Male", "Female"])
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    for path in available_perturbations().values():
+        try:
+            load_perturbations(str(path))
         except VlmfaceError as exc:
             problems.append(str(exc))
     for path in available_probes().values():

@@ -9,7 +9,17 @@ group; CLIP paper, section 7.1). The measures are pure functions in `measures`; 
 and `denigration` compute tables from embeddings; `run` feeds them; `outputs` writes.
 """
 
-from vlmface.probes.run import ProbeResult, probe
+from typing import Any
+
 from vlmface.probes.spec import available_probes, load_probe
 
 __all__ = ["ProbeResult", "available_probes", "load_probe", "probe"]
+
+
+def __getattr__(name: str) -> Any:
+    """The measures load on first use (pandas, scipy), so the CLI starts fast."""
+    if name in ("probe", "ProbeResult"):
+        from vlmface.probes import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'vlmface.probes' has no attribute {name!r}")

@@ -10,10 +10,20 @@ The pieces are small pure functions over tidy tables, usable on their own:
     vlmface.report.plots, .social_plots          each plot: tidy rows in, matplotlib Figure out
 """
 
-from vlmface.report.build import ReportResult, build_report
+from typing import Any
+
 from vlmface.report.collect import Collection, collect_runs
 from vlmface.report.leaderboard import leaderboard, write_leaderboard
 from vlmface.report.reference import load_references, match_references
 
 __all__ = ["Collection", "ReportResult", "build_report", "collect_runs", "leaderboard",
            "load_references", "match_references", "write_leaderboard"]
+
+
+def __getattr__(name: str) -> Any:
+    """The plotting half loads on first use (matplotlib), so the CLI starts fast."""
+    if name in ("build_report", "ReportResult"):
+        from vlmface.report import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'vlmface.report' has no attribute {name!r}")

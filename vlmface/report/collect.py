@@ -53,8 +53,11 @@ def _ci(value: Any) -> tuple[Any, Any]:
 
 
 def _mode(run: dict[str, Any]) -> str | None:
+    """The answer mode, and the perturbation of a perturbed run (e.g. "exposure 0.4")."""
     options = (run.get("identity") or {}).get("options") or run.get("options") or {}
-    return options.get("mode")
+    perturbation = run.get("perturbation")
+    changed = f"{perturbation['name']} {perturbation['level']:g}" if perturbation else None
+    return " · ".join(p for p in (options.get("mode"), changed) if p) or None
 
 
 def _template(run: dict[str, Any], attribute: str) -> tuple[str, str | None]:

@@ -1,0 +1,209 @@
+"""Planted effects: a synthetic backend loses accuracy with the exposure level by a known amount
+per group; the sweep and the analysis recover every drop, flip rate and interaction within its
+CI. Plus the paired bootstrap's coverage and the probe-style shift analysis."""
+
+from __future__ import annotations
+
+import textwrap
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from vlmface.backends.base import Answer, Backend
+from vlmface.cli import main
+from vlmface.perturb import load_perturbations, perturbations_of
+from vlmface.perturb.stats import analyze_paired
+from vlmface.perturb.paired import Paired
+from vlmface.perturb.analysis import robustness
+from vlmface.perturb.shift import shift_tables
+from vlmface.predictions import read_records
+from vlmface.runner import EvalConfig, evaluate_perturbed
+from vlmface.scoring.settings import ScoreSettings
+
+N = 200  # images per group
+# gamma level -> group -> planted accuracy (multiples of 1/N, so a group's share is exact)
+PLANTED = {1.0: {"A": 0.90, "B": 0.90, "C": 0.80},
+           0.5: {"A": 0.90, "B": 0.85, "C": 0.80},
+           2.0: {"A": 0.80, "B": 0.60, "C": 0.75}}
+GRAY = 128  # every synthetic image is this gray; the gamma level is read back from it
+
+
+def _observed_gray(level: float) -> int:
+    return round(255 * (GRAY / 255) ** level)
+
+
+class PlantedBackend(Backend):
+    """Reads the exposure level from the pixel value, the group and the image's quantile u from
+    its file name; answers right iff u < planted accuracy. u is the same at every level, so an
+    image right at a level is right at every easier level (outcomes are nested, as in a real
+    dose-response) and a group's accuracy is exactly the planted share."""
+
+    prompt_style = "none"
+
+    def answer(self, queries):
+        levels = {_observed_gray(level): level for level in PLANTED}
+        answers = []
+        for query in queries:
+            level = levels[query.image.getpixel((0, 0))[0]]
+            group, index = query.sample_id.split("/")[-1].removesuffix(".png").split("_")
+            u = (int(index) + 0.5) / N
+            right = u < PLANTED[level][group]
+            answers.append(Answer(label="yes" if right else "no", raw=f"u={u:.4f}"))
+        return answers
+
+
+@pytest.fixture
+def planted_task(tmp_path, monkeypatch):
+    from vlmface import registry
+
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("test_perturb_analysis:PlantedBackend", "dev"))
+    images = tmp_path / "img"
+    images.mkdir()
+    Image.new("RGB", (8, 8), (GRAY,) * 3).save(images / "gray.png")
+    rows = []
+    for group in PLANTED[1.0]:
+        for i in range(N):
+            (images / f"{group}_{i:03d}.png").hardlink_to(images / "gray.png")
+            rows.append(f"img/{group}_{i:03d}.png,yes,{group}")
+    (tmp_path / "manifest.csv").write_text("image,answer,group\n" + "\n".join(rows) + "\n")
+    spec = tmp_path / "planted.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: planted
+        sources:
+          local: {kind: manifest, image_column: image}
+        attributes:
+          answer: {labels: ["yes", "no"]}
+          group: {labels: [A, B, C]}
+        group_columns: [group]
+        evaluate: [answer]
+    """))
+    perturbations = tmp_path / "exposure.yaml"
+    perturbations.write_text("perturbations:\n  exposure: {transform: gamma, levels: [0.5, 1.0, 2.0]}\n")
+    return spec, tmp_path / "manifest.csv", perturbations
+
+
+def _sweep(planted_task, out):
+    spec, manifest, perturbations = planted_task
+    config = EvalConfig(task=spec, model="planted:none", data_dir=manifest, out=out, score=False,
+                        progress=False)
+    return evaluate_perturbed(config, [None, *perturbations_of(load_perturbations(perturbations))])
+
+
+def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_task, tmp_path):
+    runs = _sweep(planted_task, tmp_path / "out")
+    assert [r.run_dir.name for r in runs] == ["none", "none__perturb-exposure-0.5", "none__perturb-exposure-2"]
+    records = read_records(runs[2].run_dir / "predictions.jsonl")
+    assert {(r["perturbation"], r["level"]) for r in records} == {("exposure", 2.0)}
+    assert all("perturbation" not in r for r in read_records(runs[0].run_dir / "predictions.jsonl"))
+    [result] = robustness([r.run_dir for r in runs], n_boot=1000)
+    levels = result.tables["levels"].set_index(["group_column", "group", "level"])
+    for level, planted in PLANTED.items():
+        for group, accuracy in planted.items():
+            row = levels.loc[("group", group, level)]
+            drop = PLANTED[1.0][group] - accuracy
+            assert row["n"] == N and row["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+            assert row["drop"] == pytest.approx(drop, abs=1e-12)
+            assert row["drop_ci_lo"] <= drop <= row["drop_ci_hi"]
+            # a binary answer whose outcomes are nested flips exactly when it turns wrong
+            assert row["flip_rate"] == pytest.approx(drop, abs=1e-12)
+    interactions = result.tables["interactions"].set_index(["group_a", "group_b", "level"])
+    assert len(interactions) == 3 * 2  # 3 pairs x 2 perturbed levels
+    for level in (0.5, 2.0):
+        for a, b in combinations("ABC", 2):
+            row = interactions.loc[(a, b, level)]
+            planted = (PLANTED[1.0][a] - PLANTED[level][a]) - (PLANTED[1.0][b] - PLANTED[level][b])
+            assert row["interaction"] == pytest.approx(planted, abs=1e-12)
+            assert row["interaction_ci_lo"] <= planted <= row["interaction_ci_hi"]
+            if planted == 0 or abs(planted) >= 0.2:  # no effect, or one far larger than the noise
+                assert row["ci_excludes_zero"] == (planted != 0), (a, b, level)
+    assert (result.out / "plots" / "answer__exposure__curves.png").exists()
+    assert (result.out / "plots" / "answer__exposure__interaction.png").exists()
+
+
+def test_pairing_narrows_the_drop_ci(planted_task, tmp_path):
+    """A's drop at gamma 2 is 0.10 on the same images: the paired CI reflects only the images
+    that turned wrong (SE sqrt(.1 x .9 / n)); one from two independent accuracies would be 1.7x wider."""
+    runs = _sweep(planted_task, tmp_path / "out")
+    [result] = robustness([r.run_dir for r in runs], n_boot=2000, plots=False)
+    row = result.tables["levels"].set_index(["group_column", "group", "level"]).loc[("group", "A", 2.0)]
+    paired_width = row["drop_ci_hi"] - row["drop_ci_lo"]
+    unpaired_width = 2 * 1.96 * np.sqrt(0.9 * 0.1 / N + 0.8 * 0.2 / N)
+    assert paired_width < 0.7 * unpaired_width
+    assert paired_width == pytest.approx(2 * 1.96 * np.sqrt(0.1 * 0.9 / N), rel=0.15)
+
+
+def test_robustness_command_recreates_the_tables_from_predictions_alone(planted_task, tmp_path, capsys):
+    runs = _sweep(planted_task, tmp_path / "out")
+    [first] = robustness([tmp_path / "out"], n_boot=300, plots=False)
+    assert main(["robustness", str(tmp_path / "out"), "--out", str(tmp_path / "again"), "--n-boot", "300",
+                 "--no-plots"]) == 0
+    again = pd.read_csv(tmp_path / "again" / "levels.csv")
+    pd.testing.assert_frame_equal(again, pd.read_csv(first.out / "levels.csv"))
+    assert first.out == runs[0].run_dir / "robustness"
+    output = capsys.readouterr().out
+    assert "answer / exposure (accuracy %, * = clean, n=600): 0.5: 85.0" in output
+    assert "group @ 2: A drops 10.0 pp, B 30.0 pp; difference -20.0" in output
+
+
+def test_a_perturbed_run_without_its_clean_run_is_refused(planted_task, tmp_path):
+    runs = _sweep(planted_task, tmp_path / "out")
+    with pytest.raises(Exception, match="no clean run.*pass its clean run directory too"):
+        robustness([runs[1].run_dir, runs[2].run_dir])
+
+
+def _synthetic_paired(rng, planted: dict[str, tuple[float, float]], n: int) -> Paired:
+    """Random nested outcomes: clean and perturbed accuracy per group, one latent u per image."""
+    groups = np.repeat(list(planted), n)
+    u = rng.random(groups.size)
+    clean = np.repeat([p[0] for p in planted.values()], n)
+    perturbed = np.repeat([p[1] for p in planted.values()], n)
+    correct = np.column_stack([u < clean, u < perturbed])
+    return Paired(attribute="a", kind="categorical", metric="accuracy", perturbation="p", transform="gamma",
+                  levels=np.array([1.0, 2.0]), clean=0, sample_id=np.arange(groups.size).astype(str),
+                  correct=correct, flipped=correct[:, [0]] != correct, error=np.zeros_like(correct),
+                  abs_error=None, groups={"g": pd.Categorical(groups)}, counts={})
+
+
+def test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate():
+    planted = {"X": (0.85, 0.75), "Y": (0.80, 0.50)}
+    rng = np.random.default_rng(7)
+    settings = ScoreSettings(n_boot=400)
+    hits = {"drop": 0, "interaction": 0}
+    replications = 150
+    for _ in range(replications):
+        rows, pairs = analyze_paired(_synthetic_paired(rng, planted, 150), settings)
+        y = next(r for r in rows if r["group"] == "Y" and not r["clean"])
+        hits["drop"] += y["drop_ci_lo"] <= 0.30 <= y["drop_ci_hi"]
+        [pair] = pairs
+        hits["interaction"] += pair["interaction_ci_lo"] <= -0.20 <= pair["interaction_ci_hi"]
+    for key, hit in hits.items():
+        assert 0.88 <= hit / replications <= 0.995, (key, hit)
+
+
+def test_shift_analysis_recovers_planted_shifts_per_dimension_and_group():
+    rng = np.random.default_rng(3)
+    planted = {("warm", "A"): 0.02, ("warm", "B"): 0.06, ("competent", "A"): -0.01, ("competent", "B"): -0.01}
+    rows = []
+    for i in range(300):
+        group = "AB"[i % 2]
+        for dimension in ("warm", "competent"):
+            base = rng.normal(0.0, 0.03)  # the image's own value, shared by its levels
+            for level in (1.0, 0.5):
+                shift = planted[(dimension, group)] if level == 0.5 else 0.0
+                rows.append({"sample_id": f"s{i}", "group": group, "dimension": dimension, "level": level,
+                             "value": base + shift + rng.normal(0, 0.005)})
+    tables = shift_tables(pd.DataFrame(rows), clean_level=1.0, group_columns=["group"],
+                          settings=ScoreSettings(n_boot=1000), label="test")
+    levels = tables["levels"].set_index(["dimension", "group_column", "group", "level"])
+    for (dimension, group), shift in planted.items():
+        row = levels.loc[(dimension, "group", group, 0.5)]
+        assert row["shift_ci_lo"] <= shift <= row["shift_ci_hi"]
+        assert row["shift_ci_hi"] - row["shift_ci_lo"] < 0.005  # paired: the image's own value cancels
+    pairs = tables["interactions"].set_index(["dimension", "group_a", "group_b"])
+    warm = pairs.loc[("warm", "A", "B")]
+    assert warm["interaction_ci_lo"] <= -0.04 <= warm["interaction_ci_hi"] < 0
+    competent = pairs.loc[("competent", "A", "B")]
+    assert competent["interaction_ci_lo"] <= 0 <= competent["interaction_ci_hi"]
