@@ -37,3 +37,14 @@ def fake_backend(monkeypatch):
     monkeypatch.setitem(registry.BACKEND_FAMILIES, "fake", ("fake_backends:FakeBackend", "dev"))
     fake_backends.FakeBackend.instances.clear()
     return fake_backends.FakeBackend
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one torch thread, and do not fight other processes for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

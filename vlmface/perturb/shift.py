@@ -16,28 +16,13 @@ from __future__ import annotations
 
 from itertools import combinations
 
-import numpy as np
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
-from vlmface.scoring.bootstrap import CHUNK_CELLS, percentile_ci, rng_for
+from vlmface.scoring.bootstrap import percentile_ci, rng_for, row_mean_samples
 from vlmface.scoring.settings import ScoreSettings
 
 ALL = "all"
-
-
-def mean_draws(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, columns) bootstrap means of the rows of `values` (images x columns)."""
-    n = values.shape[0]
-    if n == 0:
-        return np.full((n_boot, values.shape[1]), np.nan)
-    out = np.empty((n_boot, values.shape[1]))
-    step = max(1, CHUNK_CELLS // n)
-    for start in range(0, n_boot, step):
-        stop = min(n_boot, start + step)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start)
-        out[start:stop] = weights @ values / n
-    return out
 
 
 def _wide(frame: pd.DataFrame, group_columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,7 +52,7 @@ def shift_tables(frame: pd.DataFrame, clean_level: float, group_columns: list[st
         for value in sorted(assigned.dropna().unique()):
             rows = (assigned == value).to_numpy()
             rng = rng_for(settings.seed, label, "shift", col, value)
-            draws = mean_draws(values[rows].reshape(rows.sum(), -1), settings.n_boot, rng)
+            draws = row_mean_samples(values[rows].reshape(rows.sum(), -1), settings.n_boot, rng)
             draws = draws.reshape(settings.n_boot, len(dimensions), len(levels))
             mean = values[rows].mean(axis=0)
             found[value] = (int(rows.sum()), mean - mean[:, [clean]], draws - draws[:, :, [clean]])

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CHUNK_CELLS = 5_000_000  # resample counts held at once by the bootstrap (40 MB)
+from vlmface.scoring.bootstrap import row_mean_samples
+
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -55,21 +56,7 @@ def dimension_scores(deltas: np.ndarray, members: list[list[int]]) -> np.ndarray
 
 
 # ----- group means and their bootstrap -----------------------------------------------------------
-def resampled_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, K) means of the rows of `values` (n, K), resampled with replacement.
-
-    One multinomial count vector per resample weights every column at once, so all K
-    columns (terms, dimensions) share each resample; chunks keep memory bounded."""
-    n = len(values)
-    if n == 0:
-        return np.full((n_boot, values.shape[1]), np.nan)
-    out = np.empty((n_boot, values.shape[1]))
-    step = max(1, CHUNK_CELLS // n)
-    for start in range(0, n_boot, step):
-        stop = min(n_boot, start + step)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start)
-        out[start:stop] = counts @ values / n
-    return out
+resampled_means = row_mean_samples  # (n_boot, K) bootstrap means of the rows
 
 
 def mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator,

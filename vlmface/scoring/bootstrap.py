@@ -47,6 +47,22 @@ def mean_samples(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> n
     return means
 
 
+def row_mean_samples(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, K) means of the rows of `values` (n, K) resampled with replacement. One
+    multinomial count vector per resample weights every column at once, so all K columns
+    (terms, dimensions, levels) share each resample; chunks keep memory bounded."""
+    n = len(values)
+    if n == 0:
+        return np.full((n_boot, values.shape[1]), np.nan)
+    out = np.empty((n_boot, values.shape[1]))
+    step = max(1, CHUNK_CELLS // n)
+    for start in range(0, n_boot, step):
+        stop = min(n_boot, start + step)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start)
+        out[start:stop] = counts @ values / n
+    return out
+
+
 def spread_samples(samples: np.ndarray) -> np.ndarray:
     """Per resample, max minus min across the columns (groups)."""
     return np.nanmax(samples, axis=1) - np.nanmin(samples, axis=1)
