@@ -30,16 +30,34 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
                    "between probes and evals so no image is encoded twice")
     p.add_argument("--no-cache", action="store_true", help="use and write no embedding cache")
     p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.add_argument("--perturb", metavar="SPEC",
+                   help="social perception: also probe the same images at every level of each perturbation in "
+                   "SPEC (perturbations/NAME.yaml or a path) into OUT/perturb-NAME-LEVEL/, then write the "
+                   "score shifts to OUT/robustness/")
+    p.add_argument("--perturb-only", metavar="NAMES", help="with --perturb: comma-separated subset of its "
+                   "perturbations")
     p.set_defaults(handler=run_probe)
 
 
 def run_probe(args: argparse.Namespace) -> int:
     from vlmface.probes import probe
 
-    result = probe(args.probe, args.task, args.models, data_dir=args.data_dir, source=args.source,
-                   limit=args.limit, seed=args.seed, out=args.out, n_boot=args.n_boot,
-                   confidence=args.confidence, convention=args.convention, device=args.device,
-                   dtype=args.dtype, batch_size=args.batch_size,
-                   cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots)
-    print(result.summary())
+    kwargs = dict(data_dir=args.data_dir, source=args.source, limit=args.limit, seed=args.seed, out=args.out,
+                  n_boot=args.n_boot, confidence=args.confidence, convention=args.convention, device=args.device,
+                  dtype=args.dtype, batch_size=args.batch_size,
+                  cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots)
+    if args.perturb_only and not args.perturb:
+        from vlmface.errors import VlmfaceError
+
+        raise VlmfaceError("--perturb-only needs --perturb SPEC")
+    if args.perturb:
+        from vlmface.perturb import load_perturbations, perturbations_of
+        from vlmface.probes.perturbed import probe_sweep
+
+        perturbations = perturbations_of(load_perturbations(args.perturb),
+                                         args.perturb_only.split(",") if args.perturb_only else None)
+        for path in probe_sweep(args.probe, args.task, args.models, perturbations, **kwargs):
+            print(f"shift table: {path}")
+        return 0
+    print(probe(args.probe, args.task, args.models, **kwargs).summary())
     return 0

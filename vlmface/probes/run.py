@@ -22,6 +22,7 @@ import pandas as pd
 
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import DataError, VlmfaceError
+from vlmface.perturb.apply import Perturbation
 from vlmface.probes import denigration as dn
 from vlmface.probes import outputs as io
 from vlmface.probes import social
@@ -31,7 +32,7 @@ from vlmface.probes.spec import (DatasetSettings, DenigrationSpec, SocialPercept
 from vlmface.tasks import TaskSpec
 
 SOCIAL_TABLES = ["deltas", "markedness", "ranking", "intersections", "extremes", "factor_pairs",
-                 "factor_effects", "factor_tests"]
+                 "factor_effects", "factor_tests", "image_scores"]
 
 
 @dataclass
@@ -47,7 +48,9 @@ class ProbeResult:
 
     def summary(self) -> str:
         m = self.manifest
-        lines = [f"probe {m['probe']['name']} on {m['task']}: {m['data']['used']} images -> {self.out}"]
+        p = m.get("perturbation")
+        perturbed = f" (perturbed: {p['name']} {p['level']:g})" if p else ""
+        lines = [f"probe {m['probe']['name']} on {m['task']}{perturbed}: {m['data']['used']} images -> {self.out}"]
         for model in m["models"]:
             stats = model["stats"]
             cache = stats.get("embedding_cache") or {}
@@ -117,9 +120,10 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
           source: str | None = None, limit: int | None = None, seed: int = 0, out: str | Path = "results/probe",
           n_boot: int = 1000, confidence: float = 0.95, convention: str | None = None, device: str = "auto",
           dtype: str | None = None, batch_size: int | None = None, cache_dir: str | Path | None | bool = None,
-          plots: bool = True) -> ProbeResult:
+          plots: bool = True, perturbation: Perturbation | None = None) -> ProbeResult:
     """Run a probe spec (name in tasks/probes/ or path) on a task with each model; write OUT.
-    cache_dir: image-embedding cache root (None: OUT/.cache; False: none)."""
+    cache_dir: image-embedding cache root (None: OUT/.cache; False: none). perturbation: applied
+    to the selected images as they are decoded (the same images as the clean probe's)."""
     started = datetime.now(timezone.utc)
     clock = _Clock()
     spec = load_probe(probe)
@@ -129,6 +133,8 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
     out = Path(out)
     loaded = load_samples(task_spec, source, data_dir)
     samples, excluded = _select(loaded.samples, task_spec, settings, limit, seed)
+    if perturbation is not None:
+        samples = perturbation.wrap(samples)
     klasses = dn.classes(spec, task_spec, settings) if isinstance(spec, DenigrationSpec) else []
     texts = social.prompt_texts(spec) if isinstance(spec, SocialPerceptionSpec) else dn.prompt_texts(spec, klasses)
     clock.lap("load")
@@ -156,6 +162,8 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
                          data_dir=data_dir, source=source, limit=limit, seed=seed, n_boot=n_boot,
                          confidence=confidence, convention=convention or getattr(spec, "convention", None),
                          cache=cache)
+    if perturbation is not None:
+        manifest["perturbation"] = perturbation.describe()
     manifest["timings"] = clock.laps
     io.write_json(manifest, out / "probe.json")
     return ProbeResult(out, tables, manifest, written)

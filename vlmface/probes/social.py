@@ -55,6 +55,14 @@ def score_images(images: np.ndarray, vectors: dict[str, np.ndarray], spec: Socia
     return Scores(terms, term_cos, neutral_cos, deltas, list(spec.dimensions), ms.dimension_scores(deltas, members))
 
 
+def image_scores_table(model: str, scores: Scores, sample_ids: np.ndarray) -> pd.DataFrame:
+    """image_scores.csv rows: each image's dimension scores (delta cos x100; deltas.csv's group
+    means are their means), one row per (image, dimension)."""
+    n, k = scores.dims.shape
+    return pd.DataFrame({"model": model, "sample_id": np.repeat(np.asarray(sample_ids), k),
+                         "dimension": np.tile(scores.dimensions, n), "value": scores.dims.ravel()})
+
+
 # ----- group tables ------------------------------------------------------------------------------
 def group_order(table: pd.DataFrame, columns: list[str], labels: dict[str, list[str]],
                 skip: str | None = None) -> dict[str, list[str]]:
@@ -268,4 +276,5 @@ def analyse(model: str, images: np.ndarray, vectors: dict[str, np.ndarray], spec
         "factor_pairs": pairs_frame,
         "factor_effects": effects,
         "factor_tests": tests,
+        "image_scores": image_scores_table(model, scores, table["sample_id"].to_numpy()),
     }
