@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -119,6 +119,8 @@ class TaskSpec(_Strict):
     group_columns: list[str] = Field(default_factory=list)
     evaluate: list[str] = Field(default_factory=list)  # default: every attribute
     prompts: PromptDefaults = Field(default_factory=PromptDefaults)
+    #: named perturbation sets, each as in perturbations/*.yaml; `--perturb NAME` finds them first
+    perturbations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("sources")
@@ -140,7 +142,15 @@ class TaskSpec(_Strict):
                 self._check_derivation(name, attr)
         for source_name, source in self.sources.items():
             self._check_source(source_name, source)
+        for name in self.perturbations:
+            self.perturbation_set(name)  # raises SpecError naming perturbations.NAME
         return self
+
+    def perturbation_set(self, name: str):
+        """The task's own perturbation set `name`, validated like a perturbations/*.yaml file."""
+        from vlmface.perturb.spec import perturbation_set
+
+        return perturbation_set(self.perturbations[name], name, f"{self.where}: perturbations.{name}", self.path)
 
     def _check_derivation(self, name: str, attr: AttributeSpec) -> None:
         parent = self.attributes.get(attr.derive.from_)

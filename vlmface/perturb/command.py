@@ -14,7 +14,8 @@ def add_perturb_arguments(p: argparse.ArgumentParser) -> None:
     """The eval flags of a perturbation sweep."""
     p.add_argument("--perturb", metavar="SPEC",
                    help="evaluate the same samples clean and at every level of each perturbation in SPEC "
-                   "(perturbations/NAME.yaml or a path), then write CLEAN_RUN/robustness/")
+                   "(a set the task spec declares under `perturbations:`, perturbations/NAME.yaml, or a "
+                   "path), then write CLEAN_RUN/robustness/")
     p.add_argument("--perturb-only", metavar="NAMES",
                    help="with --perturb: comma-separated subset of its perturbations")
     p.add_argument("--perturb-examples", type=int, default=0, metavar="N",
@@ -29,8 +30,10 @@ def run_sweep(config: Any, spec_name: str, only: str | None = None, examples: in
     from vlmface.perturb.spec import load_perturbations
     from vlmface.runner import evaluate_perturbed
     from vlmface.scoring.settings import ScoreSettings
+    from vlmface.tasks import load_task
 
-    spec = load_perturbations(spec_name)
+    task = load_task(config.task)
+    spec = task.perturbation_set(spec_name) if spec_name in task.perturbations else load_perturbations(spec_name)
     perturbations = perturbations_of(spec, only.split(",") if only else None)
     results = evaluate_perturbed(config, [None, *perturbations])
     clean = results[0].run_dir
