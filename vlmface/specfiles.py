@@ -31,6 +31,18 @@ def find_specs(dirs: list[Path], pattern: str = "*.yaml") -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def spec_path(name_or_path: str | Path, known: dict[str, Path], what: str,
+              suffixes: tuple[str, ...] = (".yaml", ".yml")) -> Path:
+    """A spec given by name (one of `known`) or by a path to an existing file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in suffixes and candidate.exists():
+        return candidate
+    if str(name_or_path) not in known:
+        raise SpecError(f"unknown {what} {str(name_or_path)!r}: use one of {', '.join(known) or '(none)'} "
+                        f"or a path to a {suffixes[0]} file")
+    return known[str(name_or_path)]
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlmface.errors import SpecError
-from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, validation_message
+from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, spec_path, validation_message
 
 AttributeKind = Literal["categorical", "ordinal", "numeric"]
 SourceKind = Literal["hub", "image_folder", "filename_regex", "manifest"]
@@ -233,12 +233,4 @@ def load_task_file(path: str | Path) -> TaskSpec:
 
 def load_task(name_or_path: str | Path) -> TaskSpec:
     """A task by name (tasks/NAME.yaml) or by path to a YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return load_task_file(candidate)
-    tasks = available_tasks()
-    if str(name_or_path) not in tasks:
-        raise SpecError(f"unknown task {name_or_path!r}: use one of {', '.join(tasks) or '(none)'} "
-                        "or a path to a .yaml spec")
-    return load_task_file(tasks[str(name_or_path)])
-
+    return load_task_file(spec_path(name_or_path, available_tasks(), "task"))

@@ -23,7 +23,7 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlmface.errors import SpecError
-from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, validation_message
+from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, spec_path, validation_message
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 
@@ -246,12 +246,6 @@ def available_perturbations() -> dict[str, Path]:
 
 def load_perturbations(name_or_path: str | Path) -> PerturbationSet:
     """A spec by name (perturbations/NAME.yaml) or by path to a YAML file."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.exists()):
-        known = available_perturbations()
-        if str(name_or_path) not in known:
-            raise SpecError(f"unknown perturbation spec {str(name_or_path)!r}: use one of "
-                            f"{', '.join(known) or '(none)'} or a path to a .yaml file")
-        path = known[str(name_or_path)]
+    path = spec_path(name_or_path, available_perturbations(), "perturbation spec")
     raw = read_yaml_mapping(path, "perturbation spec (perturbations: NAME: {transform, levels})")
     return perturbation_set(raw, path.stem, str(path), path)

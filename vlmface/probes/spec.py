@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from vlmface.errors import SpecError
-from vlmface.specfiles import find_specs, read_yaml_mapping, validation_message
+from vlmface.specfiles import find_specs, read_yaml_mapping, spec_path, validation_message
 from vlmface.tasks import TaskSpec, load_task, task_dirs
 
 PROBES_SUBDIR = "probes"
@@ -209,14 +209,7 @@ def load_probe_file(path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
 
 def load_probe(name_or_path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
     """A probe by name (tasks/probes/NAME.yaml) or by path to a YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return load_probe_file(candidate)
-    probes = available_probes()
-    if str(name_or_path) not in probes:
-        raise SpecError(f"unknown probe {name_or_path!r}: use one of {', '.join(probes) or '(none)'} "
-                        "or a path to a probe .yaml spec")
-    return load_probe_file(probes[str(name_or_path)])
+    return load_probe_file(spec_path(name_or_path, available_probes(), "probe"))
 
 
 def resolve_task(name_or_path: str | Path) -> TaskSpec:
