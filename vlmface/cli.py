@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from vlmface.cli_args import add_cache_arguments, add_data_arguments, add_device_arguments
 from vlmface.errors import VlmfaceError
 from vlmface.perturb.command import add_perturb_arguments, add_robustness
 from vlmface.probes.command import add_probe
@@ -34,17 +35,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
     p.add_argument("--model", required=True, help="registry alias or FAMILY:WEIGHTS (e.g. hf:/path/dir)")
     p.add_argument("--prompt", help="prompt template name (prompts/NAME.jinja) or path; default: the task's")
-    p.add_argument("--limit", type=int, help="evaluate N samples, stratified by the group columns")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
-    p.add_argument("--data-dir", help="local copy of the dataset for the chosen source")
-    p.add_argument("--source", help="which of the task's sources to read (default: its first)")
+    add_data_arguments(p, "evaluate N samples, stratified by the group columns")
     p.add_argument("--out", default="results", help="results root (default results/)")
     p.add_argument("--attributes", help="comma-separated subset of the task's attributes")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the backend's)")
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
-    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
-    p.add_argument("--dtype", help="fp32, fp16 or bf16 (GPU); default: the model's")
+    add_device_arguments(p)
     p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
     p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1)")
@@ -59,8 +56,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="any other backend option (repeatable)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
-    p.add_argument("--cache-dir", help="backend caches (image embeddings, API responses); default OUT/.cache")
-    p.add_argument("--no-cache", action="store_true", help="use and write no backend cache")
+    add_cache_arguments(p)
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where the model runs: this process, or an actor pool on Ray")
     p.add_argument("--ray-address", help="with --engine ray: an existing cluster (default: start a local one)")

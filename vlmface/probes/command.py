@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vlmface.cli_args import add_cache_arguments, add_data_arguments, add_device_arguments
+
 
 def add_probe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe", help="probe what models' embeddings say about faces (social perception, "
@@ -14,21 +16,15 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml, tasks/probes/datasets/NAME.yaml) "
                    "or path to a task spec")
     p.add_argument("--models", required=True, help="comma-separated registry aliases or clip:WEIGHTS specs")
-    p.add_argument("--data-dir", help="local copy of the dataset for the chosen source")
-    p.add_argument("--source", help="which of the task's sources to read (default: its first)")
-    p.add_argument("--limit", type=int, help="probe N images, stratified by the probe's factors")
-    p.add_argument("--seed", type=int, default=0, help="seed of --limit, the bootstrap and the pairs (default 0)")
+    add_data_arguments(p, "probe N images, stratified by the probe's factors")
     p.add_argument("--out", type=Path, required=True, help="output folder (deltas.csv, samples.csv, tables, plots)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
     p.add_argument("--convention", choices=["templates", "embedding"],
                    help="cosine averaged over templates (the paper's; default) or to the mean template embedding")
-    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
-    p.add_argument("--dtype", help="fp32, fp16 or bf16; default: fp16 on CUDA, else fp32")
+    add_device_arguments(p)
     p.add_argument("--batch-size", type=int, help="images per forward pass")
-    p.add_argument("--cache-dir", type=Path, help="image-embedding cache root (default OUT/.cache); share it "
-                   "between probes and evals so no image is encoded twice")
-    p.add_argument("--no-cache", action="store_true", help="use and write no embedding cache")
+    add_cache_arguments(p)
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.add_argument("--perturb", metavar="SPEC",
                    help="social perception: also probe the same images at every level of each perturbation in "
