@@ -358,38 +358,34 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
     return dict(counts)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _combine(old: Any, new: Any, op) -> Any:
+    """op(old, new) on the numbers of two nested summaries (counters, tokens, cost); any other
+    value: the new one; keys only in `old` are kept."""
+    if old is None:
+        return new
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: _combine(old.get(k), v, op) for k, v in new.items()} | \
+            {k: v for k, v in old.items() if k not in new}
+    return op(old, new) if _is_number(old) and _is_number(new) else new
+
+
 def _since(before: Any, current: Any) -> Any:
-    """current - before for the numbers (counters) of an engine summary; None: no snapshot."""
-    if before is None:
-        return current
-    if isinstance(before, dict) and isinstance(current, dict):
-        return {k: _since(before.get(k), v) for k, v in current.items()}
-    numbers = (int, float)
-    if isinstance(before, numbers) and isinstance(current, numbers) \
-            and not isinstance(before, bool) and not isinstance(current, bool):
-        return current - before
-    return current
+    """What an engine counted since the `before` snapshot (None: since it started)."""
+    return _combine(before, current, lambda b, c: c - b)
 
 
 def _accumulate(previous: Any, current: Any) -> Any:
     """Add this invocation's numbers (tokens, cost, requests) to those of earlier ones."""
-    if previous is None:
-        return current
-    if isinstance(previous, dict) and isinstance(current, dict):
-        return {k: _accumulate(previous.get(k), v) for k, v in current.items()} | \
-            {k: v for k, v in previous.items() if k not in current}
-    numbers = (int, float)
-    if isinstance(previous, numbers) and isinstance(current, numbers) \
-            and not isinstance(previous, bool) and not isinstance(current, bool):
-        return previous + current
-    return current
+    return _combine(previous, current, lambda p, c: p + c)
 
 
-def _score(run_dir: Path, show: bool = True) -> dict[str, Any] | None:
-    try:
-        from vlmface.scoring import format_summary, score_run
-    except ImportError:
-        return None
+def _score(run_dir: Path, show: bool = True) -> dict[str, Any]:
+    from vlmface.scoring import format_summary, score_run
+
     metrics = score_run(run_dir)
     if show:
         print(format_summary(metrics))
