@@ -8,6 +8,7 @@ Which weights load, and how a spec string is read: see `clip_models`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 CACHE_SUBDIR = "image-embeddings"
+TEXT_CACHE_SUBDIR = "text-embeddings"
 # what embed_images hangs its queries on: the batching and failure handling need a question
 _EMBEDDING = Question(attribute="embedding", kind="categorical", labels=())
 
@@ -43,6 +45,7 @@ class _Head:
 class _Stats:
     images_encoded: int = 0
     bad_images: int = 0
+    texts_encoded: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -65,16 +68,17 @@ class ClipBackend(Backend):
         self.encoder = load_encoder(self.spec, self.device, self.dtype)
         self._heads: dict[tuple, _Head] = {}
         self._stats = _Stats()
-        self.cache = self._open_cache(settings.get("cache_dir"))
+        self.cache = self._open_cache(settings.get("cache_dir"), CACHE_SUBDIR, self._cache_space())
+        self.text_cache = self._open_cache(settings.get("cache_dir"), TEXT_CACHE_SUBDIR, self._text_space())
 
-    def _open_cache(self, cache_dir: str | Path | None) -> EmbeddingCache | None:
+    def _open_cache(self, cache_dir: str | Path | None, subdir: str, space: dict[str, Any]) -> EmbeddingCache | None:
         if not cache_dir:
             return None
         try:
-            return EmbeddingCache(Path(cache_dir) / CACHE_SUBDIR, self._cache_space(), self.encoder.dim)
+            return EmbeddingCache(Path(cache_dir) / subdir, space, self.encoder.dim)
         except OSError as exc:  # the cache saves time; its absence must not stop a run
             self._warn(f"embedding cache under {cache_dir} cannot be used ({exc.strerror or exc}); "
-                       "every image will be encoded")
+                       "everything will be encoded")
             return None
 
     # ----- what run.json records -------------------------------------------------------------
@@ -83,6 +87,13 @@ class ClipBackend(Backend):
         return {"impl": self.encoder.impl, "library": self.encoder.identity()["library"],
                 "weights_sha256": self.encoder.weights_sha256, "dtype": self.dtype,
                 "preprocessing": self.encoder.preprocessing()}
+
+    def _text_space(self) -> dict[str, Any]:
+        """What decides a text vector: the weights, dtype and tokenizer settings."""
+        identity = self.encoder.identity()
+        return {"impl": self.encoder.impl, "library": identity["library"], "dtype": self.dtype,
+                "weights_sha256": self.encoder.weights_sha256,
+                "tokenizer": identity.get("text_tokenizer_kwargs")}
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.entry.backend, "weights": self.entry.weights, **self.encoder.identity(),
@@ -105,6 +116,9 @@ class ClipBackend(Backend):
         found = {"images_encoded": self._stats.images_encoded, "bad_images": self._stats.bad_images}
         if self.cache is not None:
             found["embedding_cache"] = {"dir": str(self.cache.dir), **self.cache.stats.as_dict()}
+        found["texts_encoded"] = self._stats.texts_encoded
+        if self.text_cache is not None:
+            found["text_embedding_cache"] = {"dir": str(self.text_cache.dir), **self.text_cache.stats.as_dict()}
         return found
 
     # ----- loading ---------------------------------------------------------------------------
@@ -153,10 +167,22 @@ class ClipBackend(Backend):
         return self._heads[key]
 
     def _encode_texts(self, texts: list[str]) -> dict[str, np.ndarray]:
-        found = {}
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start:start + self.batch_size]
-            found.update(zip(chunk, self.encoder.encode_texts(chunk)))
+        """text -> raw vector; cached texts are read, not encoded (a new prompt or term costs only itself)."""
+        digests = {text: hashlib.sha256(text.encode("utf-8")).hexdigest() for text in texts}
+        cached = self.text_cache.get_many(digests.values()) if self.text_cache is not None else {}
+        found = {text: cached[d] for text, d in digests.items() if d in cached}
+        missing = [text for text in texts if text not in found]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start:start + self.batch_size]
+            encoded = self.encoder.encode_texts(chunk).astype(np.float32)
+            self._stats.texts_encoded += len(chunk)
+            found.update(zip(chunk, encoded))
+            if self.text_cache is not None:
+                try:
+                    for text, vector in zip(chunk, encoded):
+                        self.text_cache.put(digests[text], vector)
+                except OSError as exc:  # a full or read-only disk must not stop the evaluation
+                    self._warn(f"text embedding cache {self.text_cache.dir}: cannot write ({exc.strerror or exc})")
         return found
 
     def _warn_about_texts(self, question: Question, texts: dict[str, list[str]]) -> None:
