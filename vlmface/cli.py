@@ -1,4 +1,4 @@
-"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | list | validate."""
 
 from __future__ import annotations
 
@@ -153,6 +153,30 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_parse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("parse", help="show how a free-text answer parses: label, invalid or refused")
+    p.add_argument("--task", required=True, help="task name or path to a spec")
+    p.add_argument("--attribute", required=True, help="the attribute the answer is about")
+    p.add_argument("text", help="the model's answer")
+    p.set_defaults(handler=_parse)
+
+
+def _parse(args: argparse.Namespace) -> int:
+    import json
+
+    from vlmface.parse import parse_answer
+    from vlmface.runner import build_questions
+    from vlmface.tasks import load_task
+
+    task = load_task(args.task)
+    if args.attribute not in task.attributes:
+        raise VlmfaceError(f"--attribute: {task.name} has no {args.attribute!r}; it has {', '.join(task.attributes)}")
+    [question] = build_questions(task, "none", None, [args.attribute])
+    answer = parse_answer(args.text, question)
+    print(json.dumps({"label": answer.label, "status": answer.status}))
+    return 0
+
+
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs")
     p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts", "perturbations"], default="tasks")
@@ -210,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
-                _add_list, _add_validate):
+                _add_parse, _add_list, _add_validate):
         add(sub)
     return parser
 

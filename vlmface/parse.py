@@ -130,13 +130,14 @@ def _negated(before: str) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _matcher(labels: tuple[str, ...], display: tuple[tuple[str, str], ...], numeric_bins: bool) -> _Matcher:
-    names = dict(display)
-    own: dict[str, str] = {}  # a label's own names: always kept
+def _matcher(labels: tuple[str, ...], display: tuple[tuple[str, str], ...], numeric_bins: bool,
+             declared: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> _Matcher:
+    names, synonyms = dict(display), dict(declared)
+    own: dict[str, str] = {}  # a label's own names and the task spec's synonyms: always kept
     extra: dict[str, set[str]] = {}  # other spellings: kept when they point to one label only
     for label in labels:
         spellings, aliases = _spellings(label, names.get(label, label))
-        for spelling in spellings:
+        for spelling in spellings | {normalize(word) for word in synonyms.get(label, ())}:
             own.setdefault(spelling, label)
         for alias in aliases:
             extra.setdefault(alias, set()).add(label)
@@ -288,7 +289,8 @@ def parse_answer(text: str | None, question: Question) -> Answer:
     sentences, refused = _pieces(body)
     label, why = None, "no answer found"
     if question.labels:
-        matcher = _matcher(tuple(question.labels), tuple(sorted(question.display.items())), bool(question.bins))
+        matcher = _matcher(tuple(question.labels), tuple(sorted(question.display.items())), bool(question.bins),
+                           tuple(sorted((k, tuple(v)) for k, v in question.synonyms.items())))
         label, why = _find_label(sentences, matcher)
         if label is not None:
             return Answer(label=label, status="ok", raw=text, extra={"parse": how})

@@ -86,7 +86,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_")[:120] or "run"
 
 
-def _questions(task: TaskSpec, style: str, prompt: str | None,
+def build_questions(task: TaskSpec, style: str, prompt: str | None,
                attributes: list[str]) -> list[Question]:
     questions = []
     for attribute in attributes:
@@ -100,7 +100,8 @@ def _questions(task: TaskSpec, style: str, prompt: str | None,
             template = load_template(name)
         questions.append(Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels),
                                   display=dict(spec.display), bins=spec.bin_table(),
-                                  template=template, task=task.name))
+                                  template=template, task=task.name,
+                                  synonyms={k: tuple(v) for k, v in spec.synonyms.items()}))
     return questions
 
 
@@ -125,7 +126,7 @@ class _Run:
         unknown = [a for a in attributes if a not in self.task.attributes]
         if unknown:
             raise SpecError(f"--attributes: unknown {unknown}; {self.task.name} has {list(self.task.attributes)}")
-        self.questions = _questions(self.task, self.style, config.prompt, attributes)
+        self.questions = build_questions(self.task, self.style, config.prompt, attributes)
         self.source_name, _ = self.task.source(config.source)
         self.data = load_samples(self.task, config.source, config.data_dir)
         selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)

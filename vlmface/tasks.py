@@ -40,6 +40,7 @@ class AttributeSpec(_Strict):
     kind: AttributeKind = "categorical"
     labels: list[str] = Field(default_factory=list)
     display: dict[str, str] = Field(default_factory=dict)
+    synonyms: dict[str, list[str]] = Field(default_factory=dict)  # label -> other answers meaning it
     bins: dict[str, tuple[float, float | None]] = Field(default_factory=dict)
     derive: Derivation | None = None
     description: str = ""
@@ -54,7 +55,7 @@ class AttributeSpec(_Strict):
             raise ValueError(f"a {self.kind} attribute needs 'labels' (its canonical label list)")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("'labels' has duplicates")
-        for section in ("display", "bins"):
+        for section in ("display", "synonyms", "bins"):
             unknown = sorted(set(getattr(self, section)) - set(self.labels))
             if unknown:
                 raise ValueError(f"'{section}' names unknown label(s) {unknown}; labels are {self.labels}")

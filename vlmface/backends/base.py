@@ -30,6 +30,7 @@ class Question:
     bins: tuple[tuple[str, float, float], ...] = ()  # (label, lo, hi) with lo <= x < hi
     template: PromptTemplate | None = None
     task: str = ""
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> extra answer spellings
 
     def display_name(self, label: str) -> str:
         return self.display.get(label, label)
