@@ -125,3 +125,17 @@ def test_invalid_reference_file_names_file_and_field(tmp_path, mutate, message):
 
 def test_shipped_file_is_the_default():
     assert REFERENCE_FILE.name == "reference_numbers.yaml" and REFERENCE_FILE.exists()
+
+
+def test_a_perturbed_run_gets_no_published_number():
+    import pandas as pd
+
+    from vlmface.report.reference import load_references, match_references
+
+    row = {"task": "fairface", "attribute": "race6", "kind": "categorical", "model": "gpt-4o", "n_labels": 6,
+           "data_source": "padding025", "n": 10954, "limit": None, "prompt": "aldahoul_api",
+           "accuracy": 0.76, "accuracy_lo": 0.75, "accuracy_hi": 0.77}
+    board = pd.DataFrame([{**row, "perturbed": False}, {**row, "perturbed": True}])
+    matched = match_references(board, load_references())
+    published = [c for c in matched.columns if c not in board.columns][0]
+    assert pd.notna(matched.loc[0, published]) and pd.isna(matched.loc[1, published])

@@ -84,7 +84,7 @@ def run_row(run_id: str, source: str, run: dict[str, Any], stale: bool) -> dict[
         "task_label": folder_task if folder_task.split("@")[0] == task else task,
         "data_source": run.get("source"),
         "model": run.get("model") or (parts[-2] if len(parts) >= 2 else run_id),
-        "backend": run.get("backend"), "mode": _mode(run),
+        "backend": run.get("backend"), "mode": _mode(run), "perturbed": bool(run.get("perturbation")),
         "weights": identity.get("weights") or entry.get("weights"),
         "revision": _revision(run), "weights_sha256": identity.get("weights_sha256"),
         "seed": run.get("seed"), "limit": run.get("limit"),
@@ -126,7 +126,7 @@ def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], 
     prompt, sha = _template(run, attribute)
     base = {**{k: meta[k] for k in RUN_KEYS}, "attribute": attribute, "kind": block.get("kind"),
             "label": run_label(meta["model"], prompt, meta["mode"]), "source": meta["source"]}
-    over = {**base, "prompt": prompt, "prompt_sha256": sha, "mode": meta["mode"],
+    over = {**base, "prompt": prompt, "prompt_sha256": sha, "mode": meta["mode"], "perturbed": meta["perturbed"],
             "n_labels": _n_labels(run, attribute, block), **_scores(overall),
             "n_total": overall.get("n_total"), "balanced_accuracy": overall.get("balanced_accuracy"),
             "macro_f1": overall.get("macro_f1"), "cs5": overall.get("cs5"),
