@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from vlmface.errors import VlmfaceError
@@ -51,4 +49,3 @@ def test_shards_are_stable_under_limit_and_seed(tmp_path, utkface_dir, fake_back
     assert read_records(first / "predictions.jsonl") == read_records(second / "predictions.jsonl")
     with pytest.raises(VlmfaceError, match="K must be in 0..3"):
         _run(tmp_path / "c", utkface_dir, (4, 4))
-    shutil.rmtree(tmp_path / "a")

@@ -111,12 +111,33 @@ def build_tiny_hf_clip(directory: str | Path, *, seed: int = 0, image_size: int 
     return directory
 
 
-def build_tiny_hf_siglip(directory: str | Path, *, seed: int = 0, image_size: int = 64,
-                         logit_scale: float = 100.0, logit_bias: float = -10.0) -> Path:
-    """A transformers SiglipModel + SiglipProcessor saved with save_pretrained."""
+def _siglip_text_config(tokenizer) -> dict:
+    return {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 64, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "projection_size": 32}
+
+
+def _save_sigmoid_model(model_class, config, processor, directory: Path, seed: int, logit_scale: float,
+                        logit_bias: float) -> Path:
+    """Build a SigLIP-family model with a set sigmoid scale and bias, save it with its processor."""
     import math
 
     import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(logit_scale))
+        model.logit_bias.fill_(logit_bias)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_hf_siglip(directory: str | Path, *, seed: int = 0, image_size: int = 64,
+                         logit_scale: float = 100.0, logit_bias: float = -10.0) -> Path:
+    """A transformers SiglipModel + SiglipProcessor saved with save_pretrained."""
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
 
     directory = Path(directory)
@@ -125,20 +146,10 @@ def build_tiny_hf_siglip(directory: str | Path, *, seed: int = 0, image_size: in
     image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     config = SiglipConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64,
-                     "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-                     "eos_token_id": tokenizer.eos_token_id, "projection_size": 32},
+        text_config=_siglip_text_config(tokenizer),
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                        "num_attention_heads": 2, "image_size": image_size, "patch_size": 16})
-    torch.manual_seed(seed)
-    model = SiglipModel(config).eval()
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(logit_scale))
-        model.logit_bias.fill_(logit_bias)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return _save_sigmoid_model(SiglipModel, config, processor, directory, seed, logit_scale, logit_bias)
 
 
 def build_tiny_hf_siglip2(directory: str | Path, *, seed: int = 0, max_patches: int = 256,
@@ -148,9 +159,6 @@ def build_tiny_hf_siglip2(directory: str | Path, *, seed: int = 0, max_patches: 
     Keep max_patches at the processor's default (256): Siglip2Processor(text=, images=) applies its
     own default, so another value would make the processor and its image processor disagree.
     """
-    import math
-
-    import torch
     from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
 
     directory = Path(directory)
@@ -159,17 +167,7 @@ def build_tiny_hf_siglip2(directory: str | Path, *, seed: int = 0, max_patches: 
     image_processor = Siglip2ImageProcessor(patch_size=16, max_num_patches=max_patches)
     processor = Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer)
     config = Siglip2Config(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64,
-                     "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-                     "eos_token_id": tokenizer.eos_token_id, "projection_size": 32},
+        text_config=_siglip_text_config(tokenizer),
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                        "num_attention_heads": 2, "patch_size": 16, "num_patches": max_patches})
-    torch.manual_seed(seed)
-    model = Siglip2Model(config).eval()
-    with torch.no_grad():
-        model.logit_scale.fill_(math.log(logit_scale))
-        model.logit_bias.fill_(logit_bias)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return _save_sigmoid_model(Siglip2Model, config, processor, directory, seed, logit_scale, logit_bias)
