@@ -143,6 +143,32 @@ def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], 
     return over, groups, disparity
 
 
+def _distinct_suffixes(run_ids: list[str]) -> dict[str, str]:
+    """The fewest trailing folder names that tell these run directories apart."""
+    parts = {run_id: run_id.split("/") for run_id in run_ids}
+    for depth in range(1, max(len(p) for p in parts.values()) + 1):
+        suffixes = {run_id: "/".join(p[-depth:]) for run_id, p in parts.items()}
+        if len(set(suffixes.values())) == len(suffixes):
+            return suffixes
+    return {run_id: run_id for run_id in run_ids}
+
+
+def disambiguate_labels(*tables: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ...]:
+    """Runs are keyed by their directory (`run_id`); a label two runs of one task share (a copied
+    run, a shard-merged run beside the full one, an --attributes subset) gets the run folder
+    as a suffix, e.g. "baseline / none [merged]", so plots and tables tell them apart."""
+    runs_by_label: dict[tuple[str, str], set[str]] = {}
+    for row in tables[0]:
+        runs_by_label.setdefault((row["task_label"], row["label"]), set()).add(row["run_id"])
+    renamed: dict[str, str] = {}
+    for (_, label), run_ids in runs_by_label.items():
+        if len(run_ids) > 1:
+            renamed |= {run_id: f"{label} [{suffix}]"
+                        for run_id, suffix in _distinct_suffixes(sorted(run_ids)).items()}
+    return tuple([{**row, "label": renamed.get(row["run_id"], row["label"])} for row in table]
+                 for table in tables)
+
+
 def _read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
@@ -190,6 +216,7 @@ def collect_runs(results_dir: Path, exclude: Path | None = None) -> Collection:
             groups += grp
             disparity += disp
     skipped += _unscored(results_dir, exclude)
+    overall, groups, disparity = disambiguate_labels(overall, groups, disparity)
     probes = [p for p in sorted(results_dir.rglob(DELTAS_FILE))
               if not _hidden(p, results_dir) and not _inside(p, exclude)]
     return Collection(results_dir, _frame(runs), _frame(overall), _frame(groups), _frame(disparity),
