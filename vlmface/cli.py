@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from vlmface.cli_args import add_cache_arguments, add_data_arguments, add_device_arguments
+from vlmface.data.samples import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from vlmface.errors import VlmfaceError
 from vlmface.perturb.command import add_perturb_arguments, add_robustness
 from vlmface.probes.command import add_probe
@@ -30,6 +31,12 @@ def _shard(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+def _pixels(text: str) -> int:
+    if not text.replace("_", "").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--max-pixels expects a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="run a model on a task and score it")
     p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
@@ -41,6 +48,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the backend's)")
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
+    p.add_argument("--max-pixels", type=_pixels, metavar="N",
+                   help="an image of more pixels is that sample's error, never decoded (default: "
+                        f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS:,}, Pillow's decompression-bomb limit)")
     add_device_arguments(p)
     p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
@@ -79,7 +89,7 @@ def _eval(args: argparse.Namespace) -> int:
         task=args.task, model=args.model, prompt=args.prompt, limit=args.limit, seed=args.seed,
         data_dir=args.data_dir, source=args.source, out=args.out,
         attributes=args.attributes.split(",") if args.attributes else None,
-        batch_size=args.batch_size, workers=args.workers, shard=args.shard, engine=args.engine,
+        batch_size=args.batch_size, workers=args.workers, max_pixels=args.max_pixels, shard=args.shard, engine=args.engine,
         ray_address=args.ray_address, cache_dir=False if args.no_cache else args.cache_dir,
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,

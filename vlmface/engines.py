@@ -44,6 +44,7 @@ class EngineConfig:
     batch_size: int
     workers: int | None
     ray_address: str | None = None
+    max_pixels: int | None = None  # None: $VLMFACE_MAX_PIXELS or Pillow's bomb threshold
 
 
 class LocalEngine:
@@ -59,7 +60,8 @@ class LocalEngine:
                 todo: dict[str, list[Question]]) -> Iterator[tuple[int, list[Prediction]]]:
         """(samples in the batch, their predictions) per finished batch."""
         workers = self.config.workers if self.config.workers is not None else self.backend.default_workers
-        for batch in iter_batches(pending, self.config.batch_size, workers, self.backend.preprocessor()):
+        for batch in iter_batches(pending, self.config.batch_size, workers, self.backend.preprocessor(),
+                                  self.config.max_pixels):
             yield len(batch), self.config.asker.ask(self.backend, batch, todo)
 
     def summary(self) -> dict[str, Any]:

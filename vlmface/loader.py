@@ -28,12 +28,12 @@ class LoadedSample:
 class _Load:
     """Picklable: sample -> LoadedSample (a bad image becomes an error, never an exception)."""
 
-    def __init__(self, preprocess: Callable[[Image.Image], Any] | None):
-        self.preprocess = preprocess
+    def __init__(self, preprocess: Callable[[Image.Image], Any] | None, max_pixels: int | None = None):
+        self.preprocess, self.max_pixels = preprocess, max_pixels
 
     def __call__(self, sample: Sample) -> LoadedSample:
         try:
-            image = sample.load_image()
+            image = sample.load_image(self.max_pixels)
         except SampleError as exc:
             return LoadedSample(sample, error=str(exc))
         try:
@@ -59,8 +59,11 @@ def _as_list(batch: list[LoadedSample]) -> list[LoadedSample]:
 
 
 def iter_batches(samples: list[Sample], batch_size: int, workers: int = 0,
-                 preprocess: Callable[[Image.Image], Any] | None = None) -> Iterator[list[LoadedSample]]:
-    load = _Load(preprocess)
+                 preprocess: Callable[[Image.Image], Any] | None = None,
+                 max_pixels: int | None = None) -> Iterator[list[LoadedSample]]:
+    """Batches of decoded samples; an image over `max_pixels` (None: the default limit, see
+    vlmface.data.samples.default_max_pixels) or unreadable becomes that sample's error."""
+    load = _Load(preprocess, max_pixels)
     if workers <= 0:
         for start in range(0, len(samples), batch_size):
             yield [load(sample) for sample in samples[start:start + batch_size]]

@@ -47,6 +47,7 @@ class EvalConfig:
     attributes: list[str] | None = None
     batch_size: int | None = None  # samples per batch; None: the backend's default
     workers: int | None = None  # image loader processes; None: the backend's default
+    max_pixels: int | None = None  # larger images are per-sample errors; None: $VLMFACE_MAX_PIXELS or Pillow's
     shard: tuple[int, int] | None = None  # (K, N): this process runs shard K of N
     cache_dir: str | Path | None | bool = None  # None: OUT/.cache; False: no cache
     engine: str = "local"  # "local" or "ray"
@@ -276,7 +277,7 @@ def _evaluate_runs(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
     options = {"batch_size": first.batch_size, "cache_dir": cache_dir, **config.options}
     asker = Asker(first.style, tuple(first.task.group_columns), first.entry.backend)
     engine_config = EngineConfig(first.entry, options, asker, first.batch_size, config.workers,
-                                 config.ray_address)
+                                 config.ray_address, config.max_pixels)
     # Ray actors load the model per run anyway (and report settings, not counters): one engine
     # per run there; locally one engine serves every run.
     groups = [runs] if config.engine == "local" else [[run] for run in runs]

@@ -68,8 +68,8 @@ class Perturbation:
 class PerturbedSample(Sample):
     perturbation: Perturbation | None = None
 
-    def load_image(self) -> Image.Image:
-        image = super().load_image()
+    def load_image(self, max_pixels: int | None = None) -> Image.Image:
+        image = super().load_image(max_pixels)
         if self.perturbation is None:
             return image
         try:
