@@ -81,6 +81,7 @@ class SourceSpec(_Strict):
     columns: dict[str, str] = Field(default_factory=dict)  # attribute -> raw column/group name
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> raw -> label
     label_attribute: str | None = None  # image_folder: attribute the folder name gives
+    allow_outside_data_dir: bool = False  # manifest: may image paths leave the manifest's folder?
     description: str = ""
 
     @model_validator(mode="after")

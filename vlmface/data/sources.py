@@ -47,16 +47,45 @@ class _Context:
         return location
 
 
-def _image_files(root: Path, pattern: str) -> Iterator[Path]:
+def relative_name(path: Path, root: Path) -> str:
+    """A file's id: its path under `root`, with bytes that are not UTF-8 shown as \\xNN escapes
+    (the file itself is still opened by its real name)."""
+    return os.fsencode(path.relative_to(root).as_posix()).decode("utf-8", "backslashreplace")
+
+
+def _link_problem(path: Path, root: Path) -> str | None:
+    """Why a symbolic link cannot be read as an image (None: it can)."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return f"broken symbolic link (to {os.readlink(path)}); skipped"
+    except (RuntimeError, OSError):  # Python raises RuntimeError (3.11) or OSError ELOOP (3.13)
+        return "symbolic link loop; skipped"
+    if target.is_dir():
+        if target == root.resolve() or target in path.resolve().parents or target in root.resolve().parents:
+            return "symbolic link to a folder that contains it (a loop); not followed"
+        return "symbolic link to a folder; not followed (link the files, or pass the folder itself)"
+    return None
+
+
+def _image_files(root: Path, pattern: str, skipped: list[tuple[str, str]]) -> Iterator[Path]:
+    """Image files matching `pattern` under `root`; broken links and link loops go to `skipped`."""
     for path in sorted(root.glob(pattern)):
+        if path.is_symlink():
+            problem = _link_problem(path, root)
+            if problem is not None:
+                if path.suffix.lower() in IMAGE_SUFFIXES or "folder" in problem:
+                    skipped.append((relative_name(path, root), problem))
+                continue
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             yield path
 
 
 def _files_fingerprint(root: Path, files: list[Path]) -> str:
+    """Over the names' bytes (any file name, UTF-8 or not) and the file sizes."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
+        digest.update(os.fsencode(path.relative_to(root).as_posix()) + f"\0{path.stat().st_size}\n".encode())
     return digest.hexdigest()
 
 
@@ -73,10 +102,11 @@ def _build(ctx: _Context, sample_id: str, image, raw: dict[str, Any], meta: dict
 def load_image_folder(ctx: _Context) -> LoadedData:
     """root/<label>/<image>: the folder name is the label of `label_attribute`."""
     root = ctx.local_path()
-    files = list(_image_files(root, ctx.source.glob))
-    data = LoadedData(samples=[], fingerprint=_files_fingerprint(root, files), location=str(root))
+    skipped: list[tuple[str, str]] = []
+    files = list(_image_files(root, ctx.source.glob, skipped))
+    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(root, files), location=str(root))
     for path in files:
-        sample_id = path.relative_to(root).as_posix()
+        sample_id = relative_name(path, root)
         _build(ctx, sample_id, FileImage(path), {ctx.source.label_attribute: path.parent.name},
                {"file": sample_id}, data)
     return data
@@ -86,11 +116,12 @@ def load_filename_regex(ctx: _Context) -> LoadedData:
     """Labels parsed from file names by a regex with named groups (UTKFace)."""
     root = ctx.local_path()
     pattern = re.compile(ctx.source.pattern)
-    files = list(_image_files(root, ctx.source.glob))
-    data = LoadedData(samples=[], fingerprint=_files_fingerprint(root, files), location=str(root))
+    skipped: list[tuple[str, str]] = []
+    files = list(_image_files(root, ctx.source.glob, skipped))
+    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(root, files), location=str(root))
     attributes = {ctx.source.column_for(a): a for a in ctx.task.source_attributes}
     for path in files:
-        sample_id = path.relative_to(root).as_posix()
+        sample_id = relative_name(path, root)
         match = pattern.fullmatch(path.name)
         if match is None:
             data.skipped.append((sample_id, f"file name does not match sources.{ctx.source_name}.pattern "
@@ -130,10 +161,28 @@ def load_manifest(ctx: _Context) -> LoadedData:
     for row_number, row in enumerate(table.to_dict("records")):
         image_path = path.parent / str(row[ctx.source.image_column])
         sample_id = str(row[ctx.source.id_column]) if ctx.source.id_column else str(row[ctx.source.image_column])
+        outside = _outside(str(row[ctx.source.image_column]), path.parent, ctx)
+        if outside:
+            data.skipped.append((sample_id, f"row {row_number}: {outside}"))
+            continue
         raw = {a: row[c] for a, c in columns.items()}
         meta = {k: v for k, v in row.items() if k not in used} | {"row": row_number}
         _build(ctx, sample_id, FileImage(image_path), raw, meta, data)
     return data
+
+
+def _outside(written: str, data_dir: Path, ctx: _Context) -> str | None:
+    """Why a manifest's image path may not be opened: it leaves the manifest's folder (`..`, an
+    absolute path) and the source does not say `allow_outside_data_dir: true`. Checked on the
+    path as written (normalised), so links the data owner placed inside the folder still work."""
+    if ctx.source.allow_outside_data_dir:
+        return None
+    folder = Path(os.path.normpath(data_dir.absolute()))
+    resolved = Path(os.path.normpath(folder / written))
+    if folder in resolved.parents:
+        return None
+    return (f"image path {written!r} is outside the data folder {str(data_dir)!r}; refused (set "
+            f"sources.{ctx.source_name}.allow_outside_data_dir: true in {ctx.task.where} if intended)")
 
 
 def _open_hub_dataset(ctx: _Context):
@@ -241,4 +290,25 @@ def load_samples(task: TaskSpec, source_name: str | None = None,
     ids = [s.id for s in data.samples]
     if len(set(ids)) != len(ids):
         raise DataError(f"task {task.name!r}: sample ids are not unique; set sources.{name}.id_column")
+    _skip_repeated_images(data)
     return data
+
+
+def _skip_repeated_images(data: LoadedData) -> None:
+    """One image file (same resolved path) under two ids counts once: the first id (in sorted
+    order) keeps it, each other id goes to `skipped` naming the id it repeats."""
+    first: dict[Path, str] = {}
+    kept: list[Sample] = []
+    for sample in sorted(data.samples, key=lambda s: s.id):
+        path = getattr(sample.image, "path", None)
+        key = Path(os.path.realpath(path)) if path is not None else None
+        if key is not None and key in first:
+            data.skipped.append((sample.id, f"same image file as sample {first[key]!r} ({path}); "
+                                            "counted once, skipped"))
+            continue
+        if key is not None:
+            first[key] = sample.id
+        kept.append(sample)
+    if len(kept) != len(data.samples):
+        order = {id(s): i for i, s in enumerate(data.samples)}
+        data.samples = sorted(kept, key=lambda s: order[id(s)])
