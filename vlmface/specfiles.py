@@ -43,13 +43,49 @@ def spec_path(name_or_path: str | Path, known: dict[str, Path], what: str,
     return known[str(name_or_path)]
 
 
-def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping key given twice (plain YAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKey(f"duplicate key {key!r} (first on line {seen[key]}); YAML would "
+                                       f"silently keep the last value: keep one", line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.line = line
+
+
+def load_yaml_text(path: Path, what: str) -> Any:
+    """The YAML document in `path`: UTF-8 text, no key given twice in one mapping."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        f"save the {what} as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKey as exc:
+        raise SpecError(f"{path}:{exc.line}: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    raw = load_yaml_text(path, what)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a {what} is a YAML mapping")
     return raw

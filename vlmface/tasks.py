@@ -8,6 +8,7 @@ default prompt templates. Errors name the file, the field and the fix.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,11 @@ from vlmface.specfiles import find_specs, read_yaml_mapping, search_dirs, spec_p
 
 AttributeKind = Literal["categorical", "ordinal", "numeric"]
 SourceKind = Literal["hub", "image_folder", "filename_regex", "manifest"]
+
+
+def normalise_label(text: str) -> str:
+    """How answers and raw values are matched to labels: case, spaces, `_` and `-` do not count."""
+    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
 
 
 class _Strict(BaseModel):
@@ -42,6 +48,8 @@ class AttributeSpec(_Strict):
     display: dict[str, str] = Field(default_factory=dict)
     synonyms: dict[str, list[str]] = Field(default_factory=dict)  # label -> other answers meaning it
     bins: dict[str, tuple[float, float | None]] = Field(default_factory=dict)
+    #: [lo, hi) ranges deliberately left out of `bins` (values there are skipped samples)
+    bin_gaps: list[tuple[float, float]] = Field(default_factory=list)
     derive: Derivation | None = None
     description: str = ""
 
@@ -55,6 +63,7 @@ class AttributeSpec(_Strict):
             raise ValueError(f"a {self.kind} attribute needs 'labels' (its canonical label list)")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("'labels' has duplicates")
+        _check_distinct_labels(self.labels)
         for section in ("display", "synonyms", "bins"):
             unknown = sorted(set(getattr(self, section)) - set(self.labels))
             if unknown:
@@ -62,11 +71,43 @@ class AttributeSpec(_Strict):
         for label, (lo, hi) in self.bins.items():
             if hi is not None and hi <= lo:
                 raise ValueError(f"bins[{label!r}] = [{lo}, {hi}]: upper bound must exceed lower bound")
+        _check_bins_tile(self.bin_table(), self.bin_gaps)
         return self
 
     def bin_table(self) -> tuple[tuple[str, float, float], ...]:
         return tuple((label, lo, float("inf") if hi is None else hi)
                      for label, (lo, hi) in self.bins.items())
+
+
+def _check_distinct_labels(labels: list[str]) -> None:
+    """Labels equal up to case and spacing ("Male", "male ") could not be told apart in answers."""
+    by_form: dict[str, str] = {}
+    for label in labels:
+        other = by_form.setdefault(normalise_label(label), label)
+        if other != label:
+            raise ValueError(f"labels {other!r} and {label!r} differ only in case, spaces, '_' or '-', "
+                             "so answers cannot tell them apart; merge them or rename one")
+
+
+def _check_bins_tile(bins: tuple[tuple[str, float, float], ...], gaps: list[tuple[float, float]]) -> None:
+    """Bins, in order of their lower bounds, must neither overlap nor leave a gap not in `bin_gaps`."""
+    ordered = sorted(bins, key=lambda b: (b[1], b[2]))
+    declared = {(float(lo), float(hi)) for lo, hi in gaps}
+    found = set()
+    for (label, lo, hi), (next_label, next_lo, next_hi) in zip(ordered, ordered[1:]):
+        span = lambda a, b: f"[{a:g}, {'null' if b == float('inf') else f'{b:g}'})"  # noqa: E731
+        if next_lo < hi:
+            raise ValueError(f"bins {label!r} {span(lo, hi)} and {next_label!r} {span(next_lo, next_hi)} "
+                             "overlap: a value would fall in both; make each upper bound the next lower bound")
+        if next_lo > hi and (hi, next_lo) not in declared:
+            raise ValueError(f"bins leave a gap [{hi:g}, {next_lo:g}) between {label!r} and {next_label!r}: "
+                             f"those values would be skipped; close it, or declare it in "
+                             f"bin_gaps: [[{hi:g}, {next_lo:g}]]")
+        if next_lo > hi:
+            found.add((hi, next_lo))
+    unused = sorted(declared - found)
+    if unused:
+        raise ValueError(f"bin_gaps {[list(g) for g in unused]} is not a gap between two bins")
 
 
 class SourceSpec(_Strict):
@@ -90,6 +131,11 @@ class SourceSpec(_Strict):
             raise ValueError("a hub source needs 'path' (the dataset repo id)")
         if self.kind == "filename_regex" and not self.pattern:
             raise ValueError("a filename_regex source needs 'pattern' (a regex with named groups)")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {exc}") from None
         if self.kind == "image_folder" and not self.label_attribute:
             raise ValueError("an image_folder source needs 'label_attribute' (the attribute folder names give)")
         return self
@@ -189,6 +235,17 @@ class TaskSpec(_Strict):
                                  f"canonical labels are {labels}")
         if source.label_attribute and source.label_attribute not in self.attributes:
             raise ValueError(f"{where}.label_attribute: unknown attribute {source.label_attribute!r}")
+        if source.kind == "filename_regex":
+            self._check_pattern_groups(where, source)
+
+    def _check_pattern_groups(self, where: str, source: SourceSpec) -> None:
+        """Every attribute read from the file name needs its named group, or it would vanish."""
+        groups = set(re.compile(source.pattern).groupindex)
+        missing = {a: source.column_for(a) for a in self.source_attributes if source.column_for(a) not in groups}
+        if missing:
+            raise ValueError(f"{where}.pattern has no named group for attribute(s) "
+                             f"{', '.join(f'{a!r} (group {g!r})' for a, g in missing.items())}; add (?P<NAME>...) to the "
+                             f"pattern or map the attribute to a group in {where}.columns; groups are {sorted(groups)}")
 
     @property
     def source_attributes(self) -> list[str]:

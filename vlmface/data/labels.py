@@ -7,15 +7,10 @@ of one dataset order their classes differently, so an index means nothing on its
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from vlmface.errors import SampleError, SpecError
-from vlmface.tasks import SourceSpec, TaskSpec
-
-
-def _normalise(text: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", text.strip().lower())
+from vlmface.tasks import SourceSpec, TaskSpec, normalise_label as _normalise
 
 
 class LabelMapper:
