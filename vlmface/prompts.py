@@ -16,6 +16,7 @@ kind "class_texts": each non-empty line is one template; it sees `label` (displa
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +31,74 @@ from vlmface.errors import SpecError
 from vlmface.specfiles import find_specs, search_dirs
 
 TEMPLATE_KINDS = ("question", "class_texts")
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+#: rendering bounds: items one range() may have, loop steps over range()s per render, output chars
+MAX_RANGE, MAX_LOOP_STEPS, MAX_OUTPUT = 10_000, 100_000, 100_000
+_STEPS = threading.local()  # loop steps taken by the render running in this thread
+
+
+class RenderLimit(Exception):
+    """A template went past a rendering bound (a range, the loop steps, the output size)."""
+
+
+class _CountedRange:
+    """range() for templates: at most MAX_RANGE items, each step counted against MAX_LOOP_STEPS."""
+
+    def __init__(self, *args: int):
+        self.items = range(*args)
+        if len(self.items) > MAX_RANGE:
+            raise RenderLimit(f"range() of {len(self.items):,} items; templates may use at most {MAX_RANGE:,}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        for item in self.items:
+            _STEPS.count = getattr(_STEPS, "count", 0) + 1
+            if _STEPS.count > MAX_LOOP_STEPS:
+                raise RenderLimit(f"more than {MAX_LOOP_STEPS:,} loop steps (nested range() loops?)")
+            yield item
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, plus bounds so no template (nested loops, "x" * 10**9, 9**9**9) can hang a run."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and right > 64 and left not in (0, 1, -1):
+            raise RenderLimit(f"{left!r} ** {right}: exponent too large for a template")
+        if operator == "*":
+            sizes = [len(x) for x in (left, right) if isinstance(x, (str, list, tuple))]
+            counts = [x for x in (left, right) if isinstance(x, int) and not isinstance(x, bool)]
+            if sizes and counts and sizes[0] * counts[0] > MAX_OUTPUT:
+                raise RenderLimit(f"a repeated string or list of {sizes[0] * counts[0]:,} items; "
+                                  f"at most {MAX_OUTPUT:,}")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _BoundedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+_ENV.globals["range"] = _CountedRange
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an exception was raised on (Jinja maps its frames to "<template>")."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _bounded_render(template, context: dict[str, Any]) -> str:
+    _STEPS.count = 0
+    pieces, size = [], 0
+    for piece in template.generate(**context):
+        size += len(piece)
+        if size > MAX_OUTPUT:
+            raise RenderLimit(f"output longer than {MAX_OUTPUT:,} characters")
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 @lru_cache(maxsize=256)
@@ -67,15 +135,23 @@ class PromptTemplate:
         return [body]
 
     def _render(self, body: str, context: dict[str, Any]) -> str:
+        first_line = self.source[: max(0, self.source.find(body))].count("\n")  # body line 1 in the file
         try:
-            return _compiled(body).render(**context)
-        except UndefinedError as exc:
-            names = ", ".join(sorted(context))
-            raise SpecError(f"{self.path}: {exc.message}; this template can use: {names}") from None
+            return _bounded_render(_compiled(body), context)
         except TemplateSyntaxError as exc:
-            raise SpecError(f"{self.path}:{exc.lineno}: template syntax error: {exc.message}") from None
-        except SecurityError as exc:
-            raise SpecError(f"{self.path}: the template tried something the sandbox forbids ({exc})") from None
+            raise SpecError(f"{self.path}:{first_line + exc.lineno}: template syntax error: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure while rendering is the template's
+            line = _template_line(exc)
+            where = f"{self.path}:{first_line + line}" if line else str(self.path)
+            if isinstance(exc, UndefinedError):
+                names = ", ".join(sorted(context))
+                raise SpecError(f"{where}: {exc.message}; this template can use: {names}") from None
+            if isinstance(exc, RenderLimit):
+                raise SpecError(f"{where}: rendering stopped: {exc}") from None
+            if isinstance(exc, SecurityError):
+                raise SpecError(f"{where}: the template tried something the sandbox forbids ({exc})") from None
+            raise SpecError(f"{where}: template {self.name!r} failed while rendering: "
+                            f"{type(exc).__name__}: {exc}") from None
 
     def render_question(self, *, attribute: str, choices: list[str], labels: list[str],
                         task: str, meta: dict[str, Any]) -> str:
