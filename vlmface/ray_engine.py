@@ -33,13 +33,13 @@ def _resolve(value: Any) -> Any:
     return ray.get(value) if isinstance(value, ray.ObjectRef) else value
 
 
-def _decode(batch: dict[str, np.ndarray], samples: Any) -> dict[str, np.ndarray]:
+def _decode(batch: dict[str, np.ndarray], samples: Any, max_pixels: int | None = None) -> dict[str, np.ndarray]:
     """CPU task: indices -> raw RGB pixels (or the reason an image cannot be used)."""
     samples = _resolve(samples)
     pixels, widths, heights, errors = [], [], [], []
     for index in batch["index"]:
         try:
-            image = samples[int(index)].load_image()
+            image = samples[int(index)].load_image(max_pixels)
             pixels.append(image.tobytes())
             widths.append(image.width)
             heights.append(image.height)
@@ -125,7 +125,8 @@ class RayEngine:
         size = self.config.batch_size
         dataset = (data.data.from_items([{"index": i} for i in range(len(pending))],
                                         override_num_blocks=max(1, -(-len(pending) // size)))
-                   .map_batches(_decode, fn_args=(samples,), batch_size=size, batch_format="numpy",
+                   .map_batches(_decode, fn_args=(samples, self.config.max_pixels), batch_size=size,
+                                batch_format="numpy",
                                 num_cpus=DECODE_CPUS)
                    .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
                                 batch_size=size, batch_format="numpy", num_cpus=self.cpus_per_actor,

@@ -244,8 +244,8 @@ class TaskSpec(_Strict):
         missing = {a: source.column_for(a) for a in self.source_attributes if source.column_for(a) not in groups}
         if missing:
             raise ValueError(f"{where}.pattern has no named group for attribute(s) "
-                             f"{', '.join(f'{a!r} (group {g!r})' for a, g in missing.items())}; add (?P<NAME>...) to the "
-                             f"pattern or map the attribute to a group in {where}.columns; groups are {sorted(groups)}")
+                             f"{', '.join(f'{a!r} (group {g!r})' for a, g in missing.items())}; "
+                             f"add (?P<NAME>...) to the pattern or map the attribute to a group in {where}.columns; groups are {sorted(groups)}")
 
     @property
     def source_attributes(self) -> list[str]:
