@@ -144,3 +144,21 @@ def test_wide_copies_get_the_prediction_of_the_8bit_face(tmp_path, faces):
         assert eight_bit[0] == "ok"
         for mode in ("I;16", "I", "F"):
             assert by_file[(paths[mode], attribute)] == eight_bit, (mode, attribute)
+
+
+def test_max_pixels_reaches_the_run_from_the_cli(tmp_path, faces, fake_backend, capsys):
+    from vlmface.cli import main
+
+    data = tmp_path / "faces"
+    data.mkdir()
+    for face in faces[:2]:
+        shutil.copy(face, data / face.name)
+    args = ["eval", "--task", "utkface", "--model", "fake:none", "--data-dir", str(data), "--out",
+            str(tmp_path / "out"), "--attributes", "gender", "--no-score", "--no-progress"]
+    assert main([*args, "--max-pixels", "100"]) == 0
+    records = read_records(next((tmp_path / "out").rglob("predictions.jsonl")))
+    assert len(records) == 2 and all(r["status"] == "error" and "max-pixels limit of 100;" in r["raw"]
+                                     for r in records)
+    with pytest.raises(SystemExit):
+        main([*args, "--max-pixels", "0"])
+    assert "--max-pixels expects a positive whole number, got '0'" in capsys.readouterr().err
