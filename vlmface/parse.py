@@ -9,7 +9,8 @@ The rules, in order:
    aside, so "I can't be sure, but they look White" still answers White.
 3. Labels are found as whole words, case- and punctuation-insensitive, matching the canonical
    label, its display name, the parts of an "X or Y" name, and a few common English synonyms
-   (woman -> Female, Caucasian -> White). The longest match wins ("East Asian" beats "Asian").
+   (woman -> Female, Caucasian -> White), and the words the prompt template printed for a label
+   (its header `options`, e.g. 'More than 60' for 60+). The longest match wins ("East Asian" beats "Asian").
    A label right after "not"/"non"/"nor" does not count.
 4. The first sentence that names exactly one label gives the answer; a sentence naming two is
    ambiguous (invalid); one naming three or more is taken as an echo of the options and skipped.
@@ -273,6 +274,15 @@ def _pick_field(data: dict[str, Any], attribute: str, fallback: bool = True) -> 
     return next(iter(data.values())) if fallback and len(data) == 1 else None
 
 
+def _declared_spellings(question: Question) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The task spec's synonyms plus the words the prompt template printed for each label."""
+    spellings = {label: tuple(words) for label, words in question.synonyms.items()}
+    if question.template is not None:
+        for label, words in question.template.spellings(question.attribute).items():
+            spellings[label] = spellings.get(label, ()) + words
+    return tuple(sorted(spellings.items()))
+
+
 def parse_answer(text: str | None, question: Question) -> Answer:
     """Map a model's free-text answer to an Answer with status ok, invalid or refused."""
     if text is None or not text.strip():
@@ -290,7 +300,7 @@ def parse_answer(text: str | None, question: Question) -> Answer:
     label, why = None, "no answer found"
     if question.labels:
         matcher = _matcher(tuple(question.labels), tuple(sorted(question.display.items())), bool(question.bins),
-                           tuple(sorted((k, tuple(v)) for k, v in question.synonyms.items())))
+                           _declared_spellings(question))
         label, why = _find_label(sentences, matcher)
         if label is not None:
             return Answer(label=label, status="ok", raw=text, extra={"parse": how})
