@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 from vlmface.prompts import load_template
+
 
 def render(name: str, attribute: str, choices: list[str]) -> str:
     return load_template(name).render_question(attribute=attribute, choices=choices, labels=choices,

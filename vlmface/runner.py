@@ -7,11 +7,13 @@ of the same command skips every (sample, attribute) already answered.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,23 @@ def build_questions(task: TaskSpec, style: str, prompt: str | None,
                                   template=template, task=task.name,
                                   synonyms={k: tuple(v) for k, v in spec.synonyms.items()}))
     return questions
+
+
+def prompt_text_sha256(question: Question, style: str, sample: Sample) -> str | None:
+    """sha256 of the exact text the template renders for this question (a question, or the class
+    texts as JSON), or None when the text depends on the sample (the template reads `meta`)."""
+    if style == "question":
+        text = render_prompt(question, sample)
+        try:
+            stand_in = render_prompt(question, Sample(id="stand-in", image=None, labels={},
+                                                      meta=defaultdict(str)))
+        except VlmfaceError:
+            return None
+        return hashlib.sha256(text.encode("utf-8")).hexdigest() if stand_in == text else None
+    if style == "class_texts" and question.kind != "numeric":
+        texts = json.dumps(question.class_texts(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(texts.encode("utf-8")).hexdigest()
+    return None
 
 
 def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:
@@ -235,8 +254,12 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "engine": run.config.engine,
         "options": run.config.options,
         "prompt": run.config.prompt,
+        "split": run.task.source(run.source_name)[1].split,
+        "prompt_style": run.style,
         "templates": {q.attribute: {"name": q.template.name, "path": str(q.template.path),
-                                    "sha256": q.template.sha256} if q.template else None
+                                    "sha256": q.template.sha256,
+                                    "text_sha256": prompt_text_sha256(q, run.style, run.samples[0])}
+                      if q.template else None
                       for q in run.questions},
         "attributes": {q.attribute: {"kind": q.kind, "labels": list(q.labels)}
                        for q in run.questions if q.attribute not in unsupported},
