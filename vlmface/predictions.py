@@ -36,10 +36,11 @@ class Prediction:
     extra: dict[str, Any] | None = None
     perturbation: str | None = None  # image perturbation name (vlmface.perturb); absent when clean
     level: float | None = None  # its level; absent when clean
+    scores: dict[str, float] | None = None  # raw per-label log-likelihoods (choice, zero-shot); absent otherwise
 
     def to_json(self) -> str:
         record = asdict(self)
-        for optional in ("extra", "perturbation", "level"):
+        for optional in ("extra", "perturbation", "level", "scores"):
             if record[optional] is None:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False, allow_nan=False)

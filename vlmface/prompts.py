@@ -8,7 +8,9 @@ An optional leading Jinja comment holds YAML metadata:
     a photo of a {{ label }} person.
 
 kind "question" (default): the whole file is one prompt; it sees `attribute`, `choices`
-(display names), `labels` (canonical), `task` and `meta` (the sample's metadata).
+(display names), `labels` (canonical), `task`, `meta` (the sample's metadata) and `attributes`
+(every attribute the request asks). A header `attributes: [race6, gender, age5]` makes one
+request per image ask all of those the run asks (vlmface.asking.requests_for).
 kind "class_texts": each non-empty line is one template; it sees `label` (display name),
 `raw_label`, `attribute` and `task`. Undefined variables are errors (StrictUndefined).
 """
@@ -78,12 +80,12 @@ class PromptTemplate:
             raise SpecError(f"{self.path}: the template tried something the sandbox forbids ({exc})") from None
 
     def render_question(self, *, attribute: str, choices: list[str], labels: list[str],
-                        task: str, meta: dict[str, Any]) -> str:
+                        task: str, meta: dict[str, Any], attributes: list[str] | None = None) -> str:
         if self.kind != "question":
             raise SpecError(f"{self.path}: a {self.kind} template cannot be used as a question prompt; "
                             "pick a question template with --prompt")
         context = {"attribute": attribute, "choices": choices, "labels": labels,
-                   "task": task, "meta": meta}
+                   "task": task, "meta": meta, "attributes": attributes or [attribute]}
         return self._render(self.bodies[0], context)
 
     def render_class_texts(self, *, label: str, raw_label: str, attribute: str, task: str) -> list[str]:
@@ -126,6 +128,10 @@ def load_template_file(path: str | Path) -> PromptTemplate:
     kind = meta.get("kind", "question")
     if kind not in TEMPLATE_KINDS:
         raise SpecError(f"{path}: header field 'kind' is {kind!r}; use one of {', '.join(TEMPLATE_KINDS)}")
+    asked = meta.get("attributes")
+    if asked is not None and (not isinstance(asked, list) or not all(isinstance(a, str) for a in asked)):
+        raise SpecError(f"{path}: header field 'attributes' must be a list of attribute names "
+                        f"(e.g. [race6, gender, age5]), got {asked!r}")
     try:
         _ENV.parse(body)
     except TemplateSyntaxError as exc:

@@ -87,8 +87,9 @@ def _safe(name: str) -> str:
 
 
 def build_questions(task: TaskSpec, style: str, prompt: str | None,
-               attributes: list[str]) -> list[Question]:
+                    attributes: list[str]) -> list[Question]:
     questions = []
+    vocabulary = task.answer_vocabulary()
     for attribute in attributes:
         spec = task.attributes[attribute]
         template: PromptTemplate | None = None
@@ -101,8 +102,33 @@ def build_questions(task: TaskSpec, style: str, prompt: str | None,
         questions.append(Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels),
                                   display=dict(spec.display), bins=spec.bin_table(),
                                   template=template, task=task.name,
-                                  synonyms={k: tuple(v) for k, v in spec.synonyms.items()}))
+                                  synonyms=answer_spellings(spec.synonyms, template, attribute, spec.labels),
+                                  vocabulary=vocabulary))
     return questions
+
+
+def template_options(template: PromptTemplate | None, attribute: str) -> dict[str, str]:
+    """The template header's `options:` for `attribute`: printed word -> canonical label."""
+    if template is None:
+        return {}
+    options = getattr(template, "options", None)
+    if options is None:
+        options = template.metadata.get("options") or {}
+    return dict(options.get(attribute) or {})
+
+
+def answer_spellings(synonyms: dict[str, list[str]], template: PromptTemplate | None, attribute: str,
+                     labels: list[str]) -> dict[str, tuple[str, ...]]:
+    """label -> its extra answer spellings: the task's synonyms, then the words the prompt printed."""
+    spellings = {label: list(words) for label, words in synonyms.items()}
+    by_name = {label.lower(): label for label in labels}
+    for word, named in template_options(template, attribute).items():
+        label = named if named in labels else by_name.get(str(named).lower())
+        if label is None:
+            raise SpecError(f"{template.path}: options.{attribute}: {word!r} maps to {named!r}, which is not a "
+                            f"label of {attribute!r} ({', '.join(labels)})")
+        spellings.setdefault(label, []).append(str(word))
+    return {label: tuple(words) for label, words in spellings.items()}
 
 
 def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:

@@ -4,9 +4,9 @@ One request per query (image as a JPEG data URL + the rendered prompt), sent con
 an event loop of the backend's own (a thread, so the backend also works where a loop already
 runs, e.g. in Jupyter). Identical requests (same endpoint, model, messages, params; e.g. one
 JSON prompt asking three attributes) are sent once and their answer shared; every answer is
-cached on disk under `cache_dir/api`, so a rerun never pays twice. Answers go through
-vlmface.parse; a refusal by the API itself (finish_reason "content_filter", a content-policy
-400) is status "refused".
+cached on disk under `cache_dir/api`, so a rerun never pays twice. Answers are returned as raw
+text (vlmface.interpret parses them); a refusal by the API itself (finish_reason
+"content_filter", a content-policy 400) is status "refused".
 
 The key is read from the environment variable named by `api_key_env` and lives only in the
 client: it is never an option, never written, and redacted from every message kept.
@@ -35,7 +35,6 @@ from vlmface.backends.api_transport import Failed, FatalAPIError, Reply, RetryPo
 from vlmface.backends.api_usage import Ledger, Prices
 from vlmface.backends.base import Answer, Backend, Query, Question
 from vlmface.errors import BackendError
-from vlmface.parse import parse_answer
 from vlmface.response_cache import ResponseCache
 
 log = logging.getLogger(__name__)
@@ -305,9 +304,7 @@ class APIBackend(Backend):
         if result.refusal is not None:
             self.stats["api_refusals"] += 1
             return Answer(label=None, status="refused", raw=result.text, extra={**extra, "api_refusal": result.refusal})
-        parsed = parse_answer(result.text, question)
-        parsed.extra = {**(parsed.extra or {}), **extra}
-        return parsed
+        return Answer(label=None, status="ok", raw=result.text, extra=extra)
 
     def _budget_error(self, unsent: int) -> BudgetExceeded:
         return BudgetExceeded(

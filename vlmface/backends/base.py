@@ -1,8 +1,12 @@
 """The one small interface every model family implements.
 
 The runner asks a backend about faces one batch of `Query`s at a time; a query is one
-sample x one attribute. A backend returns one `Answer` per query, in order. Everything
-model-specific (weights, chat formats, caches) stays inside the backend.
+sample x one attribute (or, for a template that asks several attributes at once, one sample x
+those attributes: `Query.questions`). A backend returns one `Answer` per query, in order, holding
+its RAW output only: generated text (`raw`), per-label log-likelihoods (`scores`), a number
+(`value`), or a classifier's own label. Turning that into a label + status is the job of the one
+interpretation step (vlmface.interpret), never of a backend. Everything model-specific
+(weights, chat formats, caches) stays inside the backend.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
 
     from vlmface.prompts import PromptTemplate
     from vlmface.registry import ModelEntry
+    from vlmface.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Question:
     template: PromptTemplate | None = None
     task: str = ""
     synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> extra answer spellings
+    vocabulary: Vocabulary | None = None  # the task's shared answer words (vlmface.vocabulary)
 
     def display_name(self, label: str) -> str:
         return self.display.get(label, label)
@@ -66,15 +72,30 @@ class Query:
     prompt: str | None = None  # rendered question for generative backends
     meta: dict[str, Any] = field(default_factory=dict)
     pixels: Any = None  # the backend's preprocessor(image), computed in loader workers
+    questions: tuple[Question, ...] = ()  # every question one multi-attribute prompt asks (else empty)
+
+    @property
+    def asked(self) -> tuple[Question, ...]:
+        """The questions this one request answers."""
+        return self.questions or (self.question,)
 
 
 @dataclass
 class Answer:
+    """A backend's raw output (before vlmface.interpret) or the interpreted answer (after).
+
+    Raw forms: status "ok" with `label=None` and the generated text in `raw`; `scores`
+    (label -> natural-log likelihood, up to a constant, under the run's choice rule);
+    `value` (a number, e.g. an age in years); or a classifier's own `label`. Status
+    "refused" / "error" are final (an API refusal, a failure)."""
+
     label: str | float | None
     status: str = "ok"  # "ok" | "invalid" | "refused" | "error"
     raw: str | None = None
     probs: dict[str, float] | None = None
     extra: dict[str, Any] | None = None
+    scores: dict[str, float] | None = None
+    value: float | None = None
 
     @classmethod
     def error(cls, message: str) -> Answer:

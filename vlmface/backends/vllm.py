@@ -4,10 +4,11 @@ Every query of a batch goes to the engine in one `generate` call (vLLM schedules
 so give this backend big batches). Prompts are built exactly as in the hf backend (the same
 processor chat template or raw prompt, see hf_prompts.py) and sent with the image as
 `multi_modal_data`. Modes (`options.mode`):
-- "generate" (default): greedy free text, parsed by vlmface.parse;
+- "generate" (default): greedy free text, returned raw (vlmface.interpret parses it);
 - "choice": decoding restricted to the label set by structured outputs
-  (`StructuredOutputsParams(choice=display names)`), so every answer is one of the labels
-  (no probabilities: use the hf backend's choice mode for those).
+  (`StructuredOutputsParams(choice=display names)`), so every answer is one of the labels'
+  display names (marked `constrained` for vlmface.interpret; no probabilities: use the hf
+  backend's choice mode for those).
 
 Options: mode, dtype, max_new_tokens, chat_format, prompt_prefix, system_prompt,
 tensor_parallel_size, data_parallel_size, max_model_len, gpu_memory_utilization, seed,
@@ -26,7 +27,6 @@ from vlmface.backends.base import Answer, Backend, Query, Question
 from vlmface.backends.hf_loading import DTYPES, load_processor
 from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
 from vlmface.errors import BackendError
-from vlmface.parse import parse_answer
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class VLLMBackend(Backend):
             except Exception as exc:
                 answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
         for (i, _, _), text in zip(todo, self._generate(todo)):
-            answers[i] = text if isinstance(text, Answer) else self._to_answer(text, queries[i].question)
+            answers[i] = text if isinstance(text, Answer) else self._to_answer(text)
         return answers  # type: ignore[return-value]
 
     def _generate(self, todo: list[tuple[int, dict[str, Any], Any]]) -> list[str | Answer]:
@@ -128,12 +128,10 @@ class VLLMBackend(Backend):
             log.warning("vLLM batch of %d failed (%s); retrying one request at a time", len(todo), exc)
             return [self._generate([item])[0] for item in todo]
 
-    def _to_answer(self, text: str, question: Question) -> Answer:
-        if self.mode == "choice":
-            by_name = {question.display_name(label): label for label in question.labels}
-            if text.strip() in by_name:
-                return Answer(label=by_name[text.strip()], status="ok", raw=text, extra={"parse": "choice"})
-        return parse_answer(text, question)
+    def _to_answer(self, text: str) -> Answer:
+        """The raw text; in choice mode marked as decoded from the label names only."""
+        marked = {"constrained": True} if self.mode == "choice" else None
+        return Answer(label=None, status="ok", raw=text, extra=marked)
 
     def close(self) -> None:
         self.llm = None
