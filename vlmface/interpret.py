@@ -110,3 +110,9 @@ def reinterpretable(record: dict[str, Any]) -> Answer | None:
             kept[CONSTRAINED] = True
         return Answer(label=None, status="ok", raw=record.get("raw"), extra=kept or None)
     return None
+
+
+def answered(backend, queries: list) -> list[Answer]:
+    """backend.answer(queries), interpreted: what the runner records for one-question queries
+    (for notebooks and tests; the runner itself goes through vlmface.asking)."""
+    return interpret_all(backend.answer(queries), [query.question for query in queries])
