@@ -89,9 +89,7 @@ def _safe(name: str) -> str:
 def build_questions(task: TaskSpec, style: str, prompt: str | None,
                     attributes: list[str]) -> list[Question]:
     questions = []
-    vocabulary = task.answer_vocabulary()
     for attribute in attributes:
-        spec = task.attributes[attribute]
         template: PromptTemplate | None = None
         if style != "none":
             name = prompt or task.prompts.for_attribute(style, attribute)
@@ -99,12 +97,17 @@ def build_questions(task: TaskSpec, style: str, prompt: str | None,
                 raise SpecError(f"{task.where}: no default {style} prompt for {attribute!r}; "
                                 f"set prompts.{style} in the spec or pass --prompt")
             template = load_template(name)
-        questions.append(Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels),
-                                  display=dict(spec.display), bins=spec.bin_table(),
-                                  template=template, task=task.name,
-                                  synonyms=answer_spellings(spec.synonyms, template, attribute, spec.labels),
-                                  vocabulary=vocabulary))
+        questions.append(question_for(task, attribute, template))
     return questions
+
+
+def question_for(task: TaskSpec, attribute: str, template: PromptTemplate | None) -> Question:
+    """What is asked about `attribute`, and how its answers are read (labels, synonyms, vocabulary)."""
+    spec = task.attributes[attribute]
+    return Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels), display=dict(spec.display),
+                    bins=spec.bin_table(), template=template, task=task.name,
+                    synonyms=answer_spellings(spec.synonyms, template, attribute, spec.labels),
+                    vocabulary=task.answer_vocabulary())
 
 
 def template_options(template: PromptTemplate | None, attribute: str) -> dict[str, str]:
