@@ -88,7 +88,7 @@ def test_resumed_run_equals_an_uninterrupted_one(killed_and_resumed, utkface_dir
         return {(r["sample_id"], r["attribute"]): r for r in read_records(path)}
     assert keyed(result.predictions_path) == keyed(run_dir / "predictions.jsonl")
     manifest = json.loads((result.run_dir / "run.json").read_text())
-    assert manifest["identity"]["limit"] == 500 and manifest["n_selected"] == 500
+    assert manifest["identity"]["selection"]["limit"] == 500 and manifest["n_selected"] == 500
     assert manifest["skipped_items"]["count"] == 2
     assert manifest["unsupported_attributes"].keys() == {"race5"}
     assert set(manifest["attributes"]) == set(ATTRIBUTES)

@@ -16,11 +16,47 @@ from vlmface.probes.command import add_probe
 from vlmface.report.command import add_report
 
 
+MAX_OPTION_CHARS = 2000  # an --option value longer than this is refused
+MAX_OPTION_ITEMS = 64  # scalars in one value, all nesting levels together
+MAX_OPTION_DEPTH = 3  # e.g. {a: {b: [1, 2]}}
+
+
+def _option_value(key: str, text: str) -> Any:
+    """YAML of a plain scalar, or a short list/mapping of them; no anchors or aliases (a few
+    characters of aliases can expand to gigabytes)."""
+    if len(text) > MAX_OPTION_CHARS:
+        raise argparse.ArgumentTypeError(f"--option {key}: value of {len(text)} characters; at most {MAX_OPTION_CHARS}")
+    try:
+        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"--option {key}: not a YAML value ({' '.join(str(exc).split())})") from None
+    if any(isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None) for e in events):
+        raise argparse.ArgumentTypeError(f"--option {key}: YAML anchors and aliases (&, *) are not allowed; "
+                                         "write the value out")
+    items, depth = _size(value)
+    if items > MAX_OPTION_ITEMS or depth > MAX_OPTION_DEPTH:
+        raise argparse.ArgumentTypeError(f"--option {key}: too large a value ({items} items, {depth} levels deep; "
+                                         f"at most {MAX_OPTION_ITEMS} items, {MAX_OPTION_DEPTH} levels)")
+    return value
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """(scalars inside, nesting depth) of a parsed YAML value."""
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        sizes = [_size(v) for v in value]
+        return sum(n for n, _ in sizes), 1 + max((d for _, d in sizes), default=0)
+    return 1, 0
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+    key = key.replace("-", "_")
+    return key, _option_value(key, value)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -106,11 +142,13 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from vlmface.run_lock import run_lock
     from vlmface.scoring import format_summary, score_run
 
-    metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
-                        seed=args.seed, answered_only=args.answered_only,
-                        confidence=args.confidence)
+    with run_lock(args.run_dir, "score"):
+        metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
+                            seed=args.seed, answered_only=args.answered_only,
+                            confidence=args.confidence)
     print(format_summary(metrics))
     return 0
 
@@ -147,9 +185,11 @@ def _merge(args: argparse.Namespace) -> int:
     out = merge_runs(args.run_dirs, args.out)
     print(f"merged {len(args.run_dirs)} shards into {out}")
     if not args.no_score:
+        from vlmface.run_lock import run_lock
         from vlmface.scoring import format_summary, score_run
 
-        print(format_summary(score_run(out)))
+        with run_lock(out, "score"):
+            print(format_summary(score_run(out)))
     return 0
 
 
@@ -240,15 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vlmface.run_record import OutputError, describe_os_error
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except OutputError as exc:  # disk full, read-only output: the environment, not the input
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except VlmfaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc, verb='cannot use')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume",
               file=sys.stderr)

@@ -33,19 +33,40 @@ from typing import Any, TypeVar
 from vlmface.backends.api_request import ChatRequest, ImageEncoding, jpeg_data_url, pixel_sha256
 from vlmface.backends.api_transport import Failed, FatalAPIError, Reply, RetryPolicy, Transport
 from vlmface.backends.api_usage import Ledger, Prices
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.errors import BackendError
 from vlmface.response_cache import ResponseCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULTS: dict[str, Any] = {
-    "api_key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout": 60.0, "max_retries": 6,
-    "retry_base_delay": 1.0, "retry_max_delay": 60.0, "image_max_side": 512, "jpeg_quality": 90,
-    "temperature": 0.0, "max_tokens_param": "max_tokens", "image_tokens_estimate": 1500,
-}
 DEFAULT_MAX_TOKENS = 64
+OPTIONS: dict[str, Option] = {
+    # answer-changing: part of the run identity
+    "mode": Option(str, "generate", True, "only generate: the api backend answers in free text"),
+    "base_url": Option(str, None, True, "OpenAI-compatible endpoint (default: OpenAI's)"),
+    "model": Option(str, None, True, "served model name (default: the entry's weights, else the server's first)"),
+    "temperature": Option(float, 0.0, True, "sampling temperature"),
+    "max_new_tokens": Option(int, None, True, f"answer budget (default: the template's, else {DEFAULT_MAX_TOKENS})"),
+    "system_prompt": Option(str, None, True, "a system message before the question (default: the template's)"),
+    "request_params": Option(dict, None, True, "extra create() arguments, e.g. {seed: 0}"),
+    "image_max_side": Option(int, 512, True, "longest image side sent, in pixels"),
+    "jpeg_quality": Option(int, 90, True, "JPEG quality of the image sent (1-100)"),
+    "image_detail": Option(str, None, True, "low, high or auto (default: the API's)"),
+    # how requests are sent and paid for: not part of the identity
+    "api_key_env": Option(str, "OPENAI_API_KEY", False, "environment variable holding the key"),
+    "api_key_optional": Option(bool, False, False, "servers without auth: send a dummy key if the variable is unset"),
+    "concurrency": Option(int, 8, False, "requests in flight"),
+    "timeout": Option(float, 60.0, False, "seconds per request before a retry"),
+    "max_retries": Option(int, 6, False, "retries on 429/5xx/timeouts/connection errors"),
+    "retry_base_delay": Option(float, 1.0, False, "seconds before the first retry (doubling after)"),
+    "retry_max_delay": Option(float, 60.0, False, "longest wait between retries, in seconds"),
+    "max_cost": Option(float, None, False, "stop before this command spends more than USD (default: no cap)"),
+    "prices": Option(dict, None, False, "{input: USD, output: USD} per million tokens"),
+    "max_tokens_param": Option(str, "max_tokens", False, "name of the answer-budget request parameter"),
+    "image_tokens_estimate": Option(int, 1500, False, "tokens per image assumed for --max-cost before a reply"),
+    "cache": Option(bool, True, False, "cache answers on disk under cache_dir/api"),
+}
 _UNSENT = object()  # a request the budget (or a fatal error) kept from being sent
 
 
@@ -81,14 +102,18 @@ class _LoopThread:
 class APIBackend(Backend):
     prompt_style = "question"
     default_batch_size = 64  # samples per batch: enough requests in flight for the concurrency
+    options_schema = OPTIONS
 
-    def __init__(self, entry, options: dict[str, Any] | None = None):
-        given = {k: v for k, v in (options or {}).items() if v is not None}
-        super().__init__(entry, {**DEFAULTS, **entry.options, **given})
-        opts = self.options
-        if "api_key" in opts:
+    @classmethod
+    def check_options(cls, options: dict[str, Any], where: str = "--option") -> dict[str, Any]:
+        if "api_key" in options:
             raise BackendError("never pass the API key as an option (it would be written to run.json): "
                                "export it and name the variable with --api-key-env NAME")
+        return super().check_options(options, where)
+
+    def __init__(self, entry, options: dict[str, Any] | None = None):
+        super().__init__(entry, options)
+        opts = self.options
         if opts.get("mode") not in (None, "generate"):
             raise BackendError(f"model {entry.name!r}: the api backend only generates text; "
                                f"mode {opts['mode']!r} is not available")
@@ -147,7 +172,8 @@ class APIBackend(Backend):
                              base_delay=_float(self.options, "retry_base_delay"),
                              max_delay=_float(self.options, "retry_max_delay"))
         return Transport(client, policy, timeout=_float(self.options, "timeout"),
-                         concurrency=_int(self.options, "concurrency", 1), redact=self.redact)
+                         concurrency=_int(self.options, "concurrency", 1), redact=self.redact,
+                         key_env=self.key_env)
 
     def redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if len(self._key) >= 6 else text

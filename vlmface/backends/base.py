@@ -14,7 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from vlmface.errors import BackendError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -102,8 +108,38 @@ class Answer:
         return cls(label=None, status="error", raw=message)
 
 
+class Option(NamedTuple):
+    """One backend option: its type, its default (None: unset) and whether it changes answers
+    (then it is part of the run identity, and a non-default value part of the directory name)."""
+
+    type: Any
+    default: Any = None
+    answer_changing: bool = False
+    help: str = ""
+
+
+#: options every backend takes; the runner sets them (--device, --batch-size, the cache folder)
+COMMON_OPTIONS: dict[str, Option] = {
+    "device": Option(str, None, False, "auto (CUDA > MPS > CPU), cpu, cuda, mps"),
+    "batch_size": Option(int, None, False, "samples per batch (--batch-size)"),
+    "cache_dir": Option(str | Path, None, False, "backend caches (--cache-dir)"),
+}
+
+
+def _schema_options(schema: Any) -> dict[str, Option]:
+    """A backend's `options_schema` (a dict of name -> Option or (type, default, answer_changing),
+    or a pydantic model whose fields may set json_schema_extra={"answer_changing": True})."""
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return {name: Option(f.annotation, f.default, bool((f.json_schema_extra or {}).get("answer_changing")),
+                             f.description or "") for name, f in schema.model_fields.items()}
+    return {name: Option(*spec) for name, spec in (schema or {}).items()}
+
+
 class Backend(ABC):
-    """Base class of model backends. Load weights in __init__, once per run."""
+    """Base class of model backends. Load weights in __init__, once per run.
+
+    A backend declares every option it reads in `options_schema`; anything else given (by
+    --option, a flag or the registry entry) is refused with the list of valid names."""
 
     #: how the runner prepares prompts: "question" renders one prompt per query,
     #: "class_texts" leaves prompts to the backend (CLIP), "none" uses no prompt.
@@ -112,11 +148,50 @@ class Backend(ABC):
     default_workers: ClassVar[int] = 0
     #: samples per batch when the run does not say (--batch-size)
     default_batch_size: ClassVar[int] = 16
+    #: name -> Option(type, default, answer_changing, help), besides COMMON_OPTIONS
+    options_schema: ClassVar[Any] = {}
 
     def __init__(self, entry: ModelEntry, options: dict[str, Any] | None = None):
         self.entry = entry
-        given = {k: v for k, v in (options or {}).items() if v is not None}
-        self.options = {**entry.options, **given}  # the registry's options, overridden by the run's
+        self.options = self.resolve_options(entry, options)  # the registry's, overridden by the run's
+
+    @classmethod
+    def family(cls) -> str:
+        return cls.__name__.removesuffix("Backend").lower()
+
+    @classmethod
+    def declared_options(cls) -> dict[str, Option]:
+        return {**COMMON_OPTIONS, **_schema_options(cls.options_schema)}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], where: str = "--option") -> dict[str, Any]:
+        """The given options validated and converted to their declared types (unset ones left out).
+        Unknown names and values of the wrong type are a BackendError naming the key."""
+        given = {k: v for k, v in options.items() if v is not None}
+        declared = cls.declared_options()
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise BackendError(f"{where}: the {cls.family()} backend has no option {', '.join(map(repr, unknown))}; "
+                               f"its options are: {', '.join(sorted(declared))}")
+        try:
+            checked = _options_model(cls)(**given)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                                 for e in exc.errors())
+            raise BackendError(f"{where}: bad option value ({problems})") from None
+        return {k: getattr(checked, k) for k in given}
+
+    @classmethod
+    def resolve_options(cls, entry: ModelEntry, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Declared defaults < the registry entry's options < the run's, each checked."""
+        defaults = {k: o.default for k, o in cls.declared_options().items() if o.default is not None}
+        registry = cls.check_options(entry.options, f"model {entry.name!r} in the registry: options")
+        return {**defaults, **registry, **cls.check_options(options or {})}
+
+    @classmethod
+    def answer_changing_options(cls, resolved: dict[str, Any]) -> dict[str, Any]:
+        """name -> value (None: unset) of every declared option that changes answers."""
+        return {k: resolved.get(k) for k, o in sorted(cls.declared_options().items()) if o.answer_changing}
 
     def identity(self) -> dict[str, Any]:
         """What makes this model's answers reproducible (weights id, revision, dtype...)."""
@@ -146,3 +221,10 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release models, servers or pools."""
+
+
+@lru_cache(maxsize=None)
+def _options_model(cls: type[Backend]) -> type[BaseModel]:
+    fields = {name: (option.type | None, None) for name, option in cls.declared_options().items()}
+    return create_model(f"{cls.__name__}Options", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+                        **fields)

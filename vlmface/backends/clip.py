@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vlmface.backends import clip_zeroshot as zs
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.backends.clip_models import load_encoder, parse_spec, resolve_device, resolve_dtype
 from vlmface.embedding_cache import EmbeddingCache, image_digest
 
@@ -57,6 +57,10 @@ def _question_key(question: Question) -> tuple:
 
 class ClipBackend(Backend):
     prompt_style = "class_texts"
+    options_schema = {
+        "dtype": Option(str, None, True, "fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)"),
+        "impl": Option(str, None, True, "open_clip or transformers (default: from the weights)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)

@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.backends.hf_loading import load
-from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
+from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 
 class HFBackend(Backend):
     prompt_style = "question"
+    options_schema = {
+        **PROMPT_OPTIONS,
+        "choice_prefix": Option(str, None, True, "choice mode: text between the prompt and each label"),
+        "choice_score": Option(str, "sum", True, "choice mode: sum or mean (per token) of label log-likelihoods"),
+        "model_class": Option(str, None, True, "the transformers class to load (default: from the config)"),
+        "attn_implementation": Option(str, None, False, "eager, sdpa, flash_attention_2 (default: transformers')"),
+        "device_map": Option(str | dict, None, False, "accelerate device map (default: one device)"),
+        "hf_cache_dir": Option(str, None, False, "where hub weights are cached (default: the HF cache)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)

@@ -23,9 +23,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.backends.hf_loading import DTYPES, load_processor
-from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
+from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,15 @@ log = logging.getLogger(__name__)
 class VLLMBackend(Backend):
     prompt_style = "question"
     default_batch_size = 512  # vLLM schedules its own batches: hand it many requests at once
+    options_schema = {
+        **PROMPT_OPTIONS,
+        "seed": Option(int, 0, True, "the engine's sampling seed"),
+        "engine_args": Option(dict, None, True, "extra vllm.LLM arguments, passed as is"),
+        "tensor_parallel_size": Option(int, 1, False, "GPUs per model replica"),
+        "data_parallel_size": Option(int, 1, False, "model replicas"),
+        "max_model_len": Option(int, None, False, "context length (default: the model's)"),
+        "gpu_memory_utilization": Option(float, None, False, "share of GPU memory vLLM may take (default: vLLM's)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
