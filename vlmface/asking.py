@@ -23,8 +23,8 @@ def template_attributes(question: Question) -> tuple[str, ...]:
     """The attributes the question's template asks in one request (empty: one per request)."""
     if question.template is None:
         return ()
-    asked = question.template.metadata.get("attributes") or ()
-    return tuple(asked) if question.attribute in asked else ()
+    asked = question.template.attributes
+    return asked if question.attribute in asked else ()
 
 
 def requests_for(questions: list[Question]) -> list[tuple[Question, ...]]:

@@ -1,4 +1,5 @@
-"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | reparse | render |
+list | validate."""
 
 from __future__ import annotations
 
@@ -204,7 +205,8 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
 def _parse(args: argparse.Namespace) -> int:
     import json
 
-    from vlmface.parse import parse_answer
+    from vlmface.backends.base import Answer
+    from vlmface.interpret import interpret
     from vlmface.runner import build_questions
     from vlmface.tasks import load_task
 
@@ -212,8 +214,58 @@ def _parse(args: argparse.Namespace) -> int:
     if args.attribute not in task.attributes:
         raise VlmfaceError(f"--attribute: {task.name} has no {args.attribute!r}; it has {', '.join(task.attributes)}")
     [question] = build_questions(task, "none", None, [args.attribute])
-    answer = parse_answer(args.text, question)
+    answer = interpret(Answer(label=None, raw=args.text), question)
     print(json.dumps({"label": answer.label, "status": answer.status}))
+    return 0
+
+
+def _add_reparse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reparse", help="re-interpret a run's saved answers with the current parser (no model "
+                                       "is asked) and re-score it")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--task-spec", type=Path, metavar="PATH",
+                   help="read the answers with this task spec's labels, synonyms and vocabulary "
+                        "(default: the spec named in the run's run.json)")
+    p.add_argument("--no-score", action="store_true", help="only rewrite predictions (default: re-score)")
+    p.set_defaults(handler=_reparse)
+
+
+def _reparse(args: argparse.Namespace) -> int:
+    from vlmface.reparse import PREVIOUS_FILE, reparse_run
+
+    result = reparse_run(args.run_dir, args.task_spec, score=not args.no_score)
+    moves = ", ".join(f"{k} {v}" for k, v in sorted(result.transitions.items())) or "none"
+    print(f"reparsed {result.reinterpreted} of {result.records} predictions: {result.changed} label(s) changed "
+          f"({moves}); the previous file is {result.run_dir / PREVIOUS_FILE}")
+    if result.metrics is not None:
+        from vlmface.scoring import format_summary
+
+        print(format_summary(result.metrics))
+    return 0
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="print exactly what would be sent for one image, one block per request")
+    p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
+    p.add_argument("--prompt", help="prompt template name or path (default: the task's question prompt)")
+    p.add_argument("--attribute", action="append", metavar="A",
+                   help="an attribute to ask (repeatable; default: every attribute the task evaluates)")
+    p.add_argument("--model", help="also show what this model wraps around the text: the chat messages of an "
+                                   "api model, the full input of a local VLM (default: the text only)")
+    p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="a backend option, as for eval (repeatable; default: none)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list of {"attributes": [...], "text": "..."} (default: plain text)')
+    p.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    import json
+
+    from vlmface.render import format_requests, render_requests
+
+    requests = render_requests(args.task, args.prompt, args.attribute, args.model, dict(args.option))
+    print(json.dumps(requests, indent=2, ensure_ascii=False) if args.json else format_requests(requests))
     return 0
 
 
@@ -274,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
-                _add_parse, _add_list, _add_validate):
+                _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
         add(sub)
     return parser
 

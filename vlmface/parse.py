@@ -9,9 +9,10 @@ The rules, in order:
    A piece holding a refusal phrase ("I'm sorry", "I cannot determine", "as an AI"...) is set
    aside, so "I can't be sure, but they look White" still answers White.
 3. Labels are found as whole words, case- and punctuation-insensitive, matching the canonical
-   label, its display name, the parts of an "X or Y" name, the task's `synonyms`, and the words
-   of the task's vocabulary (vocabularies/*.yaml: woman -> Female, Caucasian -> White); the parser
-   itself knows no face words. The longest match wins ("East Asian" beats "Asian").
+   label, its display name, the parts of an "X or Y" name, the task's `synonyms`, the words the
+   prompt template printed for a label (its header `options`, e.g. 'More than 60' for 60+), and
+   the words of the task's vocabulary (vocabularies/*.yaml: woman -> Female, Caucasian -> White);
+   the parser itself knows no face words. The longest match wins ("East Asian" beats "Asian").
    A label right after "not"/"non"/"nor" does not count.
 4. The first sentence that names exactly one label gives the answer; a sentence naming two is
    ambiguous (invalid); one naming three or more is taken as an echo of the options and skipped.
@@ -249,6 +250,15 @@ def _pick_field(data: dict[str, Any], attribute: str, vocabulary: Vocabulary | N
     return next(iter(data.values())) if fallback and len(data) == 1 else None
 
 
+def _declared_spellings(question: Question) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The task spec's synonyms plus the words the prompt template printed for each label."""
+    spellings = {label: tuple(words) for label, words in question.synonyms.items()}
+    if question.template is not None:
+        for label, words in question.template.spellings(question.attribute).items():
+            spellings[label] = spellings.get(label, ()) + words
+    return tuple(sorted(spellings.items()))
+
+
 def parse_answer(text: str | None, question: Question) -> Answer:
     """Map a model's free-text answer to an Answer with status ok, invalid or refused."""
     if text is None or not text.strip():
@@ -267,8 +277,7 @@ def parse_answer(text: str | None, question: Question) -> Answer:
     label, why = None, "no answer found"
     if question.labels:
         matcher = _matcher(tuple(question.labels), tuple(sorted(question.display.items())), bool(question.bins),
-                           tuple(sorted((k, tuple(v)) for k, v in question.synonyms.items())),
-                           vocabulary.word_groups if vocabulary else ())
+                           _declared_spellings(question), vocabulary.word_groups if vocabulary else ())
         label, why = _find_label(sentences, matcher)
         if label is not None:
             return Answer(label=label, status="ok", raw=text, extra={"parse": how})

@@ -9,8 +9,6 @@ not make (errors, API refusals, a classifier's own labels) are kept as they are.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,11 @@ from typing import Any
 from vlmface.backends.base import Question
 from vlmface.errors import SpecError, VlmfaceError
 from vlmface.interpret import interpret, reinterpretable
-from vlmface.manifest import RUN_FILE, file_sha256, now, read_run, write_json_atomic
-from vlmface.predictions import PREDICTIONS_FILE, Prediction, read_records
+from vlmface.manifest import file_sha256, now
+from vlmface.predictions import Prediction, read_records
 from vlmface.prompts import PromptTemplate, load_template, load_template_file
+from vlmface.run_lock import run_lock
+from vlmface.run_record import PREDICTIONS_FILE, RUN_FILE, read_run, write_atomic, write_run
 from vlmface.tasks import TaskSpec, load_task
 
 PREVIOUS_FILE = "predictions.prev.jsonl"
@@ -84,23 +84,24 @@ def reparse_predictions(records: list[dict[str, Any]], questions: dict[str, Ques
     return out, redone
 
 
-def _write(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write("".join(Prediction(**r).to_json() + "\n" for r in records))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _lines(records: list[dict[str, Any]]) -> str:
+    return "".join(Prediction(**r).to_json() + "\n" for r in records)
 
 
 def reparse_run(run_dir: str | Path, task_spec: str | Path | None = None, score: bool = True) -> ReparseResult:
+    """Re-interpret RUN_DIR's saved answers under its run lock; see the module docstring."""
     run_dir = Path(run_dir)
+    with run_lock(run_dir, "reparse"):
+        return _reparse(run_dir, Path(task_spec) if task_spec else None, score)
+
+
+def _reparse(run_dir: Path, task_spec: Path | None, score: bool) -> ReparseResult:
     run = read_run(run_dir)
     if run is None:
         raise VlmfaceError(f"{run_dir}: no {RUN_FILE}; reparse needs a run directory written by `vlmface eval`")
     path = run_dir / PREDICTIONS_FILE
     records = read_records(path)
-    task = _task(run_dir, run, Path(task_spec) if task_spec else None)
+    task = _task(run_dir, run, task_spec)
     questions = _questions(task, run, {r["attribute"] for r in records})
     new, redone = reparse_predictions(records, questions)
     transitions: dict[str, int] = {}
@@ -110,11 +111,11 @@ def reparse_run(run_dir: str | Path, task_spec: str | Path | None = None, score:
             changed += 1
             key = f"{old['status']}->{record['status']}"
             transitions[key] = transitions.get(key, 0) + 1
-    shutil.copyfile(path, run_dir / PREVIOUS_FILE)
-    _write(path, new)
+    write_atomic(run_dir / PREVIOUS_FILE, path.read_bytes())
+    write_atomic(path, _lines(new))
     run["reparsed"] = {"at": now(), "task_spec": str(task.path), "changed": changed,
                        "task_spec_sha256": file_sha256(task.path) if task.path else None}
-    write_json_atomic(run_dir / RUN_FILE, run)
+    write_run(run_dir, run)
     metrics = None
     if score:
         from vlmface.scoring import score_run

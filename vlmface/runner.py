@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import re
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -120,32 +122,25 @@ def question_for(task: TaskSpec, attribute: str, template: PromptTemplate | None
     spec = task.attributes[attribute]
     return Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels), display=dict(spec.display),
                     bins=spec.bin_table(), template=template, task=task.name,
-                    synonyms=answer_spellings(spec.synonyms, template, attribute, spec.labels),
+                    synonyms={k: tuple(v) for k, v in spec.synonyms.items()},
                     vocabulary=task.answer_vocabulary())
 
 
-def template_options(template: PromptTemplate | None, attribute: str) -> dict[str, str]:
-    """The template header's `options:` for `attribute`: printed word -> canonical label."""
-    if template is None:
-        return {}
-    options = getattr(template, "options", None)
-    if options is None:
-        options = template.metadata.get("options") or {}
-    return dict(options.get(attribute) or {})
-
-
-def answer_spellings(synonyms: dict[str, list[str]], template: PromptTemplate | None, attribute: str,
-                     labels: list[str]) -> dict[str, tuple[str, ...]]:
-    """label -> its extra answer spellings: the task's synonyms, then the words the prompt printed."""
-    spellings = {label: list(words) for label, words in synonyms.items()}
-    by_name = {label.lower(): label for label in labels}
-    for word, named in template_options(template, attribute).items():
-        label = named if named in labels else by_name.get(str(named).lower())
-        if label is None:
-            raise SpecError(f"{template.path}: options.{attribute}: {word!r} maps to {named!r}, which is not a "
-                            f"label of {attribute!r} ({', '.join(labels)})")
-        spellings.setdefault(label, []).append(str(word))
-    return {label: tuple(words) for label, words in spellings.items()}
+def prompt_text_sha256(question: Question, style: str, sample: Sample) -> str | None:
+    """sha256 of the exact text the template renders for this question (a question, or the class
+    texts as JSON), or None when the text depends on the sample (the template reads `meta`)."""
+    if style == "question":
+        text = render_prompt(question, sample)
+        try:
+            stand_in = render_prompt(question, Sample(id="stand-in", image=None, labels={},
+                                                      meta=defaultdict(str)))
+        except VlmfaceError:
+            return None
+        return hashlib.sha256(text.encode("utf-8")).hexdigest() if stand_in == text else None
+    if style == "class_texts" and question.kind != "numeric":
+        texts = json.dumps(question.class_texts(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(texts.encode("utf-8")).hexdigest()
+    return None
 
 
 def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:
@@ -340,8 +335,12 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "engine": run.config.engine,
         "options": canonical(run.options),
         "prompt": run.config.prompt,
+        "split": run.task.source(run.source_name)[1].split,
+        "prompt_style": run.style,
         "templates": {q.attribute: {"name": q.template.name, "path": str(q.template.path),
-                                    "sha256": q.template.sha256} if q.template else None
+                                    "sha256": q.template.sha256,
+                                    "text_sha256": prompt_text_sha256(q, run.style, run.samples[0])}
+                      if q.template else None
                       for q in run.questions},
         "attributes": {q.attribute: {"kind": q.kind, "labels": list(q.labels)}
                        for q in run.questions if q.attribute not in unsupported},

@@ -182,6 +182,16 @@ class APIBackend(Backend):
     def endpoint(self) -> str:
         return self.redact(str(self.transport.client.base_url)).rstrip("/")
 
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        opts = cls.resolve_options(entry, options)
+        encoding = ImageEncoding(max_side=_int(opts, "image_max_side", 16),
+                                 quality=_int(opts, "jpeg_quality", 1, 100), detail=opts.get("image_detail"))
+        request = ChatRequest(model=str(opts.get("model") or entry.weights or ""), prompt=_prompt_text(query),
+                              image=query.image, image_sha256="", encoding=encoding, params={},
+                              system=_system_prompt(opts, query))
+        return {"messages": request._messages("<the image, as a JPEG data URL>")}
+
     # ----- facts for run.json -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         return {"backend": "api", "weights": self.entry.weights, "model": self.model, "base_url": self.endpoint,
@@ -260,8 +270,7 @@ class APIBackend(Backend):
                 params.setdefault("temperature", float(self.options["temperature"]))
             requests.append(ChatRequest(model=self.model, prompt=_prompt_text(query), image=query.image,
                                         image_sha256=image_hash, encoding=self.encoding, params=params,
-                                        system=self.options.get("system_prompt") or meta.get("system_prompt"),
-                                        endpoint=self.endpoint))
+                                        system=_system_prompt(self.options, query), endpoint=self.endpoint))
         return requests
 
     async def _resolve_all(self, requests: list[ChatRequest]) -> dict[str, tuple[Any, str]]:
@@ -346,6 +355,11 @@ class APIBackend(Backend):
             log.debug("closing the API client failed: %s", exc)
         finally:
             self._loop.close()
+
+
+def _system_prompt(options: dict[str, Any], query: Query) -> str | None:
+    meta = query.question.template.metadata if query.question.template else {}
+    return options.get("system_prompt") or meta.get("system_prompt")
 
 
 def _prompt_text(query: Query) -> str:

@@ -206,6 +206,13 @@ class Backend(ABC):
         so decoding and preprocessing keep up with the model. None: the backend does it."""
         return None
 
+    @classmethod
+    def preview(cls, entry: ModelEntry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        """What this backend would send for `query` beyond the prompt text (the chat messages, the
+        full model input), built by the code `answer` uses, without loading a model; for
+        `vlmface render`. {}: the prompt text is all there is."""
+        return {}
+
     def prepare(self, questions: list[Question]) -> dict[str, Any]:
         """Per-run setup before the first batch; returns facts for run.json."""
         return {}

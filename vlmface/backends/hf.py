@@ -62,6 +62,16 @@ class HFBackend(Backend):
         self.prompts = PromptFormatter(self.processor, self.loaded.model_type, self.options)
 
     # ----- facts for run.json -------------------------------------------------------------
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        from vlmface.backends.hf_loading import load_processor
+
+        opts = cls.resolve_options(entry, options)
+        processor, config = load_processor(entry.weights, revision=entry.revision,
+                                           trust_remote_code=entry.trust_remote_code)
+        formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), opts)
+        return {"model_input": formatter.format(query)}
+
     def identity(self) -> dict[str, Any]:
         return {"backend": "hf", "weights": self.entry.weights, "revision": self.entry.revision,
                 "model_type": self.loaded.model_type, "dtype": str(self.loaded.dtype).removeprefix("torch."),

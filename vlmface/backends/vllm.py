@@ -77,6 +77,16 @@ class VLLMBackend(Backend):
         args.update(opts.get("engine_args") or {})
         return args
 
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        from vlmface.backends.hf_loading import load_processor
+
+        opts = cls.resolve_options(entry, options)
+        processor, config = load_processor(entry.weights, revision=entry.revision,
+                                           trust_remote_code=entry.trust_remote_code)
+        formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), opts)
+        return {"model_input": formatter.format(query)}
+
     def identity(self) -> dict[str, Any]:
         return {"backend": "vllm", "weights": self.entry.weights, "revision": self.entry.revision,
                 "model_type": self.model_type, "dtype": _vllm_dtype(self.options.get("dtype")),
