@@ -8,7 +8,8 @@ An optional leading Jinja comment holds YAML metadata:
     a photo of a {{ label }} person.
 
 kind "question" (default): the whole file is one prompt; it sees `attribute`, `choices`
-(display names), `labels` (canonical), `task`, `meta` (the sample's metadata) and `options`.
+(display names), `labels` (canonical), `task`, `meta` (the sample's metadata), `options` and
+`attributes` (every attribute the request asks).
 
 A published prompt declares its own option lists, so a task spec's order and display names never
 leak into it (see OPTIONS_HELP):
@@ -21,7 +22,7 @@ For an attribute the header declares, `choices` are the printed words in the dec
 words. Each word must name a label of the task's attribute and every label needs a word (else a
 SpecError naming the template and the word). The answer parser accepts the printed words as
 spellings of their labels. `attributes: [race6, gender, age5]` says one request answers all of
-those (the pipeline honours it; see `PromptTemplate.attributes`).
+those the run asks (vlmface.asking.requests_for groups them; `vlmface render` shows the requests).
 kind "class_texts": each non-empty line is one template; it sees `label` (display name),
 `raw_label`, `attribute` and `task`. Undefined variables are errors (StrictUndefined).
 """
@@ -125,7 +126,7 @@ class PromptTemplate:
             raise SpecError(f"{self.path}: the template tried something the sandbox forbids ({exc})") from None
 
     def render_question(self, *, attribute: str, choices: list[str], labels: list[str],
-                        task: str, meta: dict[str, Any]) -> str:
+                        task: str, meta: dict[str, Any], attributes: list[str] | None = None) -> str:
         if self.kind != "question":
             raise SpecError(f"{self.path}: a {self.kind} template cannot be used as a question prompt; "
                             "pick a question template with --prompt")
@@ -133,7 +134,8 @@ class PromptTemplate:
         if declared is not None:
             choices, labels = list(declared), list(declared.values())
         context = {"attribute": attribute, "choices": choices, "labels": labels, "task": task,
-                   "meta": meta, "options": {attr: list(words) for attr, words in self.options.items()}}
+                   "meta": meta, "options": {attr: list(words) for attr, words in self.options.items()},
+                   "attributes": attributes or [attribute]}
         return self._render(self.bodies[0], context)
 
     def render_class_texts(self, *, label: str, raw_label: str, attribute: str, task: str) -> list[str]:
@@ -176,6 +178,10 @@ def load_template_file(path: str | Path) -> PromptTemplate:
     kind = meta.get("kind", "question")
     if kind not in TEMPLATE_KINDS:
         raise SpecError(f"{path}: header field 'kind' is {kind!r}; use one of {', '.join(TEMPLATE_KINDS)}")
+    asked = meta.get("attributes")
+    if asked is not None and (not isinstance(asked, list) or not all(isinstance(a, str) for a in asked)):
+        raise SpecError(f"{path}: header field 'attributes' must be a list of attribute names "
+                        f"(e.g. [race6, gender, age5]), got {asked!r}")
     try:
         _ENV.parse(body)
     except TemplateSyntaxError as exc:

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
+from vlmface.run_record import METRICS_FILE, PREDICTIONS_FILE  # noqa: F401  (their home; re-exported)
+
 DELTAS_FILE = "deltas.csv"
 RUN_KEYS = ["run_id", "task", "task_label", "data_source", "model", "backend"]
 
