@@ -23,6 +23,7 @@ from PIL import Image  # noqa: E402
 import tiny_vlms  # noqa: E402
 from vlmface.backends.base import Query, Question  # noqa: E402
 from vlmface.errors import BackendError  # noqa: E402
+from vlmface.interpret import answered  # noqa: E402
 from vlmface.registry import ModelEntry  # noqa: E402
 
 RACE = Question("race", "categorical", ("White", "Black", "Latino_Hispanic"),
@@ -94,7 +95,7 @@ def _backend(path, **options):
 def test_all_requests_go_in_one_call_with_the_hf_prompts(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir, max_new_tokens=12)
     queries = [Query(f"s{i}", face, RACE, prompt=f"What is the race? {i}") for i in range(5)]
-    answers = backend.answer(queries)
+    answers = answered(backend, queries)
     llm = FakeLLM.instances[0]
     assert len(llm.calls) == 1
     requests, params = llm.calls[0]
@@ -106,15 +107,15 @@ def test_all_requests_go_in_one_call_with_the_hf_prompts(fake_vllm, llava_dir, f
 
 def test_generate_mode_answers_go_through_the_parser(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir)
-    answers = backend.answer([Query("a", face, RACE, prompt="refuse please"),
-                              Query("b", face, AGE, prompt="How old?")])
+    answers = answered(backend, [Query("a", face, RACE, prompt="refuse please"),
+                                 Query("b", face, AGE, prompt="How old?")])
     assert (answers[0].status, answers[0].label) == ("refused", None)
     assert (answers[1].status, answers[1].label) == ("ok", 32.0)
 
 
 def test_choice_mode_restricts_decoding_to_the_labels(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir, mode="choice")
-    answers = backend.answer([Query("a", face, RACE, prompt="Race?")])
+    answers = answered(backend, [Query("a", face, RACE, prompt="Race?")])
     params = FakeLLM.instances[0].calls[0][1][0]
     assert params.structured_outputs.choice == ["White", "Black", "Latino or Hispanic"]
     assert (answers[0].status, answers[0].label) == ("ok", "Latino_Hispanic")
