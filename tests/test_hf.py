@@ -253,8 +253,9 @@ def test_trust_remote_code_only_from_the_registry(monkeypatch, tiny_dirs):
         return real(weights, **{**kwargs, "trust_remote_code": False})
 
     monkeypatch.setattr(hf, "load", spy)
-    HFBackend(ModelEntry(name="x", backend="hf", weights=str(tiny_dirs["llava"])), {"trust_remote_code": True})
-    assert seen["trust_remote_code"] is False
+    with pytest.raises(BackendError, match="the hf backend has no option 'trust_remote_code'"):
+        HFBackend(ModelEntry(name="x", backend="hf", weights=str(tiny_dirs["llava"])), {"trust_remote_code": True})
+    assert seen == {}
     HFBackend(ModelEntry(name="x", backend="hf", weights=str(tiny_dirs["llava"]), trust_remote_code=True), {})
     assert seen["trust_remote_code"] is True
 

@@ -46,7 +46,7 @@ def describe_os_error(exc: OSError, path: Path | str | None = None, verb: str = 
     "cannot write out/run.json: ENOSPC (No space left on device)"."""
     where = exc.filename if use_filename and exc.filename is not None else path
     code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else type(exc).__name__
-    return f"{verb} {where}: {code} ({exc.strerror or exc})"
+    return f"{verb + ' ' + str(where) + ': ' if where is not None else ''}{code} ({exc.strerror or exc})"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
