@@ -207,6 +207,22 @@ def test_score_refuses_a_locked_run_and_a_sigkilled_holder_is_taken_over(tmp_pat
     assert not (run_dir / LOCK_FILE).exists()
 
 
+def test_merge_refuses_while_a_shard_is_locked(fake_backend, utkface_dir, tmp_path):
+    from vlmface.merge import merge_runs
+
+    shards = [evaluate(_config(utkface_dir, tmp_path, model="fake:none", shard=(k, 2))).run_dir for k in range(2)]
+    holder = _hold_lock(shards[1])
+    try:
+        with pytest.raises(RunInProgress, match=rf"run in progress \(pid {holder.pid} since "):
+            merge_runs(shards, tmp_path / "merged")
+        assert not (tmp_path / "merged").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    merged = merge_runs(shards, tmp_path / "merged")
+    assert len(_pairs(merged)) == 12 and json.loads((merged / "run.json").read_text())["identity"]["selection"]["shard"] is None
+
+
 def test_the_lock_is_reentrant_within_a_process(tmp_path):
     with run_lock(tmp_path, "eval"):
         with run_lock(tmp_path, "score"):

@@ -1,4 +1,5 @@
-"""run.json: everything needed to know what a run did and to reproduce it."""
+"""Facts run.json records besides the identity: package versions, timestamps, file hashes.
+(The file names, run.json read/write and the identity live in vlmface.run_record.)"""
 
 from __future__ import annotations
 
