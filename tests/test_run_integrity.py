@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +20,7 @@ from typing import ClassVar
 import pytest
 
 from vlmface import registry
-from vlmface.backends.base import Backend, Option
+from vlmface.backends.base import Option
 from vlmface.cli import main
 from vlmface.errors import BackendError, SpecError, VlmfaceError
 from vlmface.predictions import read_records

@@ -8,7 +8,6 @@ import platform
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from vlmface.run_record import RUN_FILE, read_run, write_json_atomic  # noqa: F401  (their home; re-exported)
 
