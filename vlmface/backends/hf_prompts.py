@@ -82,14 +82,19 @@ class PromptFormatter:
         return max([int(w) for w in wanted if w] or [DEFAULT_MAX_NEW_TOKENS])
 
 
-MODES = ("generate", "choice")
+#: generate: free text, parsed; choice: label log-likelihood (vlmface.backends.choice);
+#: constrained: decoding restricted to the label strings (vllm only)
+MODES = ("generate", "choice", "constrained")
 
 
-def answer_mode(entry, options: dict[str, Any]) -> str:
-    """The answer mode of a generative backend, checked, for an entry that names weights."""
+def answer_mode(entry, options: dict[str, Any], modes: tuple[str, ...] = MODES) -> str:
+    """The answer mode of a generative backend, checked against the modes it supports,
+    for an entry that names weights."""
     mode = str(options.get("mode", "generate"))
-    if mode not in MODES:
-        raise BackendError(f"model {entry.name!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode not in modes:
+        what = "unknown mode" if mode not in MODES else f"backend {entry.backend!r} has no mode"
+        raise BackendError(f"model {entry.name!r}: {what} {mode!r}; use one of {', '.join(modes)} "
+                           "(see the README's table of modes per backend)")
     if not entry.weights:
         raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
     return mode

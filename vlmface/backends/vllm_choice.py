@@ -1,0 +1,63 @@
+"""`choice` mode on vLLM: every label's continuation scored with prompt log-probabilities.
+
+For one query and its L labels, L requests go to the engine, each the query's prompt tokens
+followed by one label's tokens (`vlmface.backends.choice.label_token_ids`, exactly the tokens
+the hf backend scores), with the image as `multi_modal_data` and
+`SamplingParams(max_tokens=1, prompt_logprobs=0)`: vLLM then returns, for every prompt
+position, the log-probability of the token that is there. The label's positions are found
+at the end of the engine's own (image-expanded) `prompt_token_ids`, and their log-probabilities
+go to the shared rule (sum or mean, softmax over labels). The L requests of a query share
+the image and prompt prefix; with prefix caching on (the backend turns it on in this mode)
+and the multimodal encoder cache, vLLM encodes the image once per image, not once per label.
+
+The one place that reads vLLM's outputs is `label_token_logprobs`; the tests fake the engine
+at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vlmface.errors import BackendError
+
+
+def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The prompt's tokens as the model's processor makes them, before any image expansion
+    (vLLM expands the image placeholder of a token prompt itself)."""
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def label_requests(prompt_ids: list[int], image: Any, labels: Sequence[list[int]]) -> list[dict[str, Any]]:
+    """One vLLM token prompt per label: prompt tokens + label tokens, with the image."""
+    return [{"prompt_token_ids": prompt_ids + list(label), "multi_modal_data": {"image": image}}
+            for label in labels]
+
+
+def _label_start(ids: Sequence[int], label: Sequence[int]) -> int:
+    """Where `label` ends up in the engine's prompt (the last occurrence: a processor may add
+    a token after the text, as PaliGemma's adds a newline)."""
+    n = len(label)
+    for start in range(len(ids) - n, -1, -1):
+        if list(ids[start:start + n]) == list(label):
+            return start
+    raise BackendError("vLLM choice: the label tokens are not in the engine's prompt tokens "
+                       f"(label {list(label)}, prompt tail {list(ids[-n - 3:])})")
+
+
+def label_token_logprobs(output: Any, label: Sequence[int]) -> list[float]:
+    """The log-probability of each label token, from one vLLM RequestOutput."""
+    ids, logprobs = output.prompt_token_ids, output.prompt_logprobs
+    if logprobs is None:
+        raise BackendError("vLLM choice: the engine returned no prompt_logprobs")
+    start = _label_start(ids, label)
+    if start == 0:
+        raise BackendError("vLLM choice: the label is the whole prompt; nothing to condition on")
+    values = []
+    for position in range(start, start + len(label)):
+        entry = logprobs[position] or {}
+        token = ids[position]
+        if token not in entry:
+            raise BackendError(f"vLLM choice: no log-probability for prompt token {token} at {position}")
+        values.append(float(entry[token].logprob))
+    return values
