@@ -241,3 +241,28 @@ def test_missing_vllm_says_how_to_install(monkeypatch, llava_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(BackendError, match="pip install"):
         _backend(llava_dir)
+
+
+def test_constrained_and_choice_runs_have_different_identities_and_directories(fake_vllm, llava_dir,
+                                                                                utkface_dir, tmp_path):
+    import json
+
+    from vlmface.runner import EvalConfig, evaluate
+
+    global IMAGE_TOKEN
+    IMAGE_TOKEN = _backend(llava_dir).tokenizer.convert_tokens_to_ids("<image>")
+    runs = {}
+    for mode, options in [("constrained", {}), ("choice", {}), ("choice_sum", {"choice_score": "sum"}),
+                          ("choice_mean", {"choice_score": "mean"})]:
+        result = evaluate(EvalConfig(task="utkface", model=f"vllm:{llava_dir}", data_dir=utkface_dir, limit=4,
+                                     attributes=["gender"], out=tmp_path, score=False, progress=False,
+                                     options={"mode": mode.split("_")[0], **options}))
+        runs[mode] = (result.run_dir, json.loads((result.run_dir / "run.json").read_text())["identity"])
+    assert runs["constrained"][0] != runs["choice"][0]
+    assert runs["constrained"][1] != runs["choice"][1]
+    assert runs["choice"][1]["options"]["mode"] == "choice" and runs["choice"][1]["options"]["choice_score"] == "sum"
+    assert runs["constrained"][1]["options"]["choice_score"] is None
+    assert runs["choice_sum"] == runs["choice"]  # the default rule, said or not, is the same run
+    assert runs["choice_mean"][0] != runs["choice"][0] and "choice_score-mean" in runs["choice_mean"][0].name
+    records = [json.loads(line) for line in (runs["choice"][0] / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" and set(r["probs"]) == {"Male", "Female"} for r in records)

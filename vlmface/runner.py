@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from vlmface.asking import Asker, render_prompt
 from vlmface.backends.base import Question
+from vlmface.backends.choice import DEFAULT_CHOICE_SCORE, with_choice_defaults
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import SpecError, VlmfaceError
 from vlmface.engines import EngineConfig, Setup, create_engine
@@ -151,8 +152,8 @@ class _Run:
 
     def _variant(self) -> str:
         prompt = self.config.prompt or ("none" if self.style == "none" else "default")
-        extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS
-                  if k != "base_url" and self.config.options.get(k) not in (None, "", "generate")]
+        extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS  # defaults leave the name alone
+                  if k != "base_url" and self.config.options.get(k) not in (None, "", "generate", DEFAULT_CHOICE_SCORE)]
         if self.config.attributes:
             extras.append("attrs-" + "+".join(self.config.attributes))
         if self.config.shard:
@@ -176,7 +177,7 @@ class _Run:
             "limit": self.config.limit,
             "model": self.entry.model_dump(),
             "prompts": {q.attribute: q.template.sha256 if q.template else None for q in self.questions},
-            "options": {k: self.config.options.get(k) for k in IDENTITY_OPTIONS},
+            "options": {k: with_choice_defaults(self.config.options).get(k) for k in IDENTITY_OPTIONS},
             "shard": list(self.config.shard) if self.config.shard else None,
         }
         if self.perturbation is not None:  # absent when clean, so clean runs keep their identity

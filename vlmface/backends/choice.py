@@ -39,6 +39,13 @@ def choice_score(options: dict[str, Any]) -> str:
     return rule
 
 
+def with_choice_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with the effective rule filled in for choice runs (so a run that leaves
+    choice_score out and one that says "sum" have the same identity), None otherwise."""
+    choice = options.get("mode") == "choice"
+    return {**options, "choice_score": choice_score(options) if choice else None}
+
+
 def label_token_ids(tokenizer: Any, choices: Sequence[str], prefix: str = "") -> list[list[int]]:
     """The token ids of every label's continuation, in label order."""
     ids = [list(tokenizer(prefix + name, add_special_tokens=False)["input_ids"]) for name in choices]
