@@ -96,7 +96,8 @@ def test_vllm_choice_probabilities_equal_hf_and_an_independent_loglik(family, tm
     if family == "llava":
         model = tiny_vlms.to_hub_llava_layout(tiny_vlms.build_llava(tmp_path / "llava", head_dim=32))
     else:
-        model = tiny_vlms.build_paligemma(tmp_path / "paligemma", head_dim=32, newline_token=True)
+        model = tiny_vlms.to_hub_llava_layout(
+            tiny_vlms.build_paligemma(tmp_path / "paligemma", head_dim=32, newline_token=True))
     queries = _queries()
     served = _served(model, queries, tmp_path)
     hf = HFBackend(ModelEntry(name="tiny", backend="hf", weights=str(model)),

@@ -172,8 +172,8 @@ def build_smolvlm(out: Path) -> Path:
 
 
 def to_hub_llava_layout(folder: Path) -> Path:
-    """Rename a transformers-5 LLaVA vision tower (vision_tower.*) to the hub layout vLLM reads
-    (vision_tower.vision_model.*); transformers still loads the renamed file."""
+    """Rename a transformers-5 LLaVA or PaliGemma vision tower (vision_tower.*) to the hub layout
+    vLLM reads (vision_tower.vision_model.*); transformers still loads the renamed file."""
     from safetensors.torch import load_file, save_file
 
     for shard in folder.glob("*.safetensors"):

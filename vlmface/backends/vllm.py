@@ -7,7 +7,7 @@ processor chat template or raw prompt, see hf_prompts.py) and sent with the imag
 - "generate" (default): greedy free text, parsed by vlmface.parse;
 - "choice": label log-likelihood, the same computation as the hf backend's choice mode
   (prompt log-probabilities of each label continuation, see vllm_choice.py; scoring rule
-  `choice_score`, vlmface.backends.choice), probabilities saved; prefix caching is on;
+  `choice_score`, vlmface.backends.choice), probabilities saved; one request per label;
 - "constrained": decoding restricted to the label set by structured outputs
   (`StructuredOutputsParams(choice=display names)`): token by token, so it can pick another
   label than "choice" does, and it saves no probabilities.
@@ -207,15 +207,15 @@ def _safetensors_keys(path: Path) -> list[str]:
 
 
 def check_checkpoint_layout(weights: str, model_type: str) -> None:
-    """vLLM reads LLaVA's vision tower as `vision_tower.vision_model.*` (the hub layout);
+    """vLLM reads LLaVA's and PaliGemma's vision tower as `vision_tower.vision_model.*` (the hub layout);
     transformers 5 saves local checkpoints as `vision_tower.*`, which vLLM cannot load."""
     folder = Path(weights).expanduser()
-    if not model_type.startswith("llava") or not folder.is_dir():
+    if not model_type.startswith(("llava", "paligemma")) or not folder.is_dir():
         return
     for shard in sorted(folder.glob("*.safetensors")):
         keys = _safetensors_keys(shard)
         if any(k.startswith(("vision_tower.embeddings", "model.vision_tower.embeddings")) for k in keys):
             raise BackendError(
-                f"{shard}: the LLaVA vision tower is saved in the transformers-5 layout "
+                f"{shard}: the {model_type} vision tower is saved in the transformers-5 layout "
                 "(vision_tower.embeddings...), which vLLM cannot load. Rename the keys to the hub layout "
                 "(vision_tower.vision_model.*) or use the original hub checkpoint")

@@ -6,9 +6,15 @@ the hf backend scores), with the image as `multi_modal_data` and
 `SamplingParams(max_tokens=1, prompt_logprobs=0)`: vLLM then returns, for every prompt
 position, the log-probability of the token that is there. The label's positions are found
 at the end of the engine's own (image-expanded) `prompt_token_ids`, and their log-probabilities
-go to the shared rule (sum or mean, softmax over labels). The L requests of a query share
-the image and prompt prefix; with prefix caching on (the backend turns it on in this mode)
-and the multimodal encoder cache, vLLM encodes the image once per image, not once per label.
+go to the shared rule (sum or mean, softmax over labels).
+
+Cost: the L requests of a query share the image and the prompt. The backend turns prefix
+caching on, but vLLM 0.32 does not READ the prefix cache for a request that asks for prompt
+log-probabilities (SamplingParams sets `skip_reading_prefix_cache`, since cached positions get
+no log-probabilities), so each label's request prefills prompt + image tokens again: about L
+times the prefill of one generate request. (vLLM's multimodal processor cache still keeps the
+image's preprocessing once per image.) Reading the cache up to the label, with
+`prompt_logprob_start` + `prompt_logprob_token_ids`, is a possible speed-up not done here.
 
 The one place that reads vLLM's outputs is `label_token_logprobs`; the tests fake the engine
 at this boundary.
