@@ -18,6 +18,7 @@ from vlmface.backends.api_request import ChatRequest, ImageEncoding, jpeg_data_u
 from vlmface.backends.api_transport import RetryPolicy, retry_after_seconds
 from vlmface.backends.base import Query, Question
 from vlmface.errors import BackendError
+from vlmface.interpret import answered
 from vlmface.prompts import load_template
 from vlmface.registry import ModelEntry, resolve_model
 
@@ -73,7 +74,7 @@ def test_answers_are_parsed_and_in_query_order(make_backend, faces):
     with ChatServer() as server:
         backend = make_backend(server.url)
         queries = _queries(faces[:6]) + _queries(faces[:2], AGE)
-        answers = backend.answer(queries)
+        answers = answered(backend, queries)
     assert [a.status for a in answers] == ["ok"] * 8
     assert [a.label for a in answers[:6]] == [
         {"male": "Male", "female": "Female"}[server_answer] for server_answer in
@@ -85,7 +86,7 @@ def test_answers_are_parsed_and_in_query_order(make_backend, faces):
 def test_identical_requests_are_sent_once_and_shared(make_backend, faces):
     with ChatServer() as server:
         backend = make_backend(server.url)
-        answers = backend.answer(_queries([faces[0]] * 3 + [faces[1]]))
+        answers = answered(backend, _queries([faces[0]] * 3 + [faces[1]]))
     assert server.requests == 2
     assert [a.extra["source"] for a in answers] == ["api", "shared", "shared", "api"]
     assert len({a.label for a in answers[:3]}) == 1
@@ -94,10 +95,10 @@ def test_identical_requests_are_sent_once_and_shared(make_backend, faces):
 
 def test_cache_means_a_second_backend_sends_nothing_and_holds_no_key(make_backend, faces, tmp_path, key):
     with ChatServer(key=key) as server:
-        first = make_backend(server.url).answer(_queries(faces[:5]))
+        first = answered(make_backend(server.url), _queries(faces[:5]))
         sent = server.requests
         second_backend = make_backend(server.url)
-        second = second_backend.answer(_queries(faces[:5]))
+        second = answered(second_backend, _queries(faces[:5]))
     assert sent == 5 and server.requests == 5
     assert [a.label for a in first] == [a.label for a in second]
     assert all(a.extra["source"] == "cache" for a in second)
@@ -186,7 +187,7 @@ def test_connection_refused_becomes_an_error(make_backend, faces):
 def test_api_refusals_are_refused_and_echoed_keys_are_redacted(make_backend, faces, key):
     with ChatServer({1: "content_filter", 2: "policy", 3: "refuse", 4: "echo_key"}, key=key) as server:
         backend = make_backend(server.url, concurrency=1)
-        answers = backend.answer(_queries(faces[:4]))
+        answers = answered(backend, _queries(faces[:4]))
     assert [a.status for a in answers] == ["refused", "refused", "refused", "error"]
     assert answers[0].extra["api_refusal"] == "content_filter"
     assert answers[1].extra["api_refusal"] == "content_policy"

@@ -12,6 +12,7 @@ from vlmface.backends.api import APIBackend
 from vlmface.backends.api_request import ImageEncoding, jpeg_data_url
 from vlmface.backends.base import Query, Question
 from vlmface.errors import BackendError
+from vlmface.interpret import answered
 from vlmface.prompts import load_template
 from vlmface.registry import resolve_model
 
@@ -58,7 +59,7 @@ def test_choice_probabilities_are_the_softmax_of_the_label_logprobs(backend_for,
     with ChatServer() as server:
         backend = backend_for(server.url)
         queries = _queries(faces, GENDER)
-        answers = backend.answer(queries)
+        answers = answered(backend, queries)
         bodies = server.prompts
     assert len(bodies) == len(faces)
     for query, answer in zip(queries, answers):
@@ -81,7 +82,7 @@ def test_request_asks_for_one_token_and_its_top_logprobs(backend_for, faces, mon
 
 def test_a_multi_token_label_is_an_error_not_a_guess(backend_for, faces):
     with ChatServer() as server:
-        answers = backend_for(server.url).answer(_queries(faces[:2], RACE))
+        answers = answered(backend_for(server.url), _queries(faces[:2], RACE))
     assert [a.status for a in answers] == ["error", "error"]
     assert "'Latino or Hispanic'" in answers[0].raw and "several tokens" in answers[0].raw
 

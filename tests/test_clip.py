@@ -23,6 +23,7 @@ from vlmface.backends.base import Query, Question
 from vlmface.backends.clip import ClipBackend
 from vlmface.backends.clip_models import parse_spec
 from vlmface.errors import BackendError
+from vlmface.interpret import answered
 from vlmface.prompts import load_template
 from vlmface.registry import ModelEntry, load_registry
 
@@ -164,7 +165,7 @@ def test_open_clip_probs_match_independent_computation(request, fixture, faces):
     questions = [question("gender", GENDER), question("race5", RACE)]
     clip = backend(f"local-dir:{model_dir}")
     info = clip.prepare(questions)
-    answers = clip.answer(queries_for(faces, questions))
+    answers = answered(clip, queries_for(faces, questions))
     for k, (q, spec) in enumerate(zip(questions, (GENDER, RACE))):
         got = probs_matrix(answers[k::2], spec["labels"])
         want = reference_open_clip(model_dir, faces, _texts(info, q.attribute, spec["labels"]))
@@ -181,7 +182,7 @@ def test_hf_clip_probs_match_independent_computation(hf_clip_dir, faces):
     clip = backend(f"local-dir:{hf_clip_dir}")
     info = clip.prepare(questions)
     assert info["model"]["impl"] == "transformers"
-    answers = clip.answer(queries_for(faces, questions))
+    answers = answered(clip, queries_for(faces, questions))
     for k, (q, spec) in enumerate(zip(questions, (GENDER, RACE))):
         got = probs_matrix(answers[k::2], spec["labels"])
         want = reference_hf(hf_clip_dir, faces, _texts(info, q.attribute, spec["labels"]), {"padding": True})
@@ -201,7 +202,7 @@ def test_single_template_matches_the_models_own_forward(request, fixture, text_k
     info = clip.prepare([q])
     assert info["class_texts"]["gender"] == {"Male": ["a photo of a male person."],
                                              "Female": ["a photo of a female person."]}
-    answers = clip.answer(queries_for(faces, [q]))
+    answers = answered(clip, queries_for(faces, [q]))
     want = reference_hf_forward(model_dir, faces, ["a photo of a male person.", "a photo of a female person."],
                                 text_kwargs)
     np.testing.assert_allclose(probs_matrix(answers, GENDER["labels"]), want, atol=TOL, rtol=0)
@@ -217,7 +218,7 @@ def test_siglip_multi_template_matches_independent_computation(hf_siglip_dir, fa
     q = question("race5", RACE)
     clip = backend(f"hf:{hf_siglip_dir}")
     info = clip.prepare([q])
-    answers = clip.answer(queries_for(faces, [q]))
+    answers = answered(clip, queries_for(faces, [q]))
     want = reference_hf(hf_siglip_dir, faces, _texts(info, "race5", RACE["labels"]),
                         {"padding": "max_length", "max_length": 64, "truncation": True})
     got = probs_matrix(answers, RACE["labels"])
@@ -234,8 +235,8 @@ def test_batch_size_does_not_change_answers(request, fixture, faces):
     model_dir = request.getfixturevalue(fixture)
     questions = [question("gender", GENDER), question("race5", RACE)]
     images = faces[:5] + [faces[5].crop((0, 0, 60, 200))]  # one odd aspect ratio (NaFlex patches)
-    one = backend(f"local-dir:{model_dir}", batch_size=1).answer(queries_for(images, questions))
-    many = backend(f"local-dir:{model_dir}", batch_size=64).answer(queries_for(images, questions))
+    one = answered(backend(f"local-dir:{model_dir}", batch_size=1), queries_for(images, questions))
+    many = answered(backend(f"local-dir:{model_dir}", batch_size=64), queries_for(images, questions))
     for a, b in zip(one, many):
         assert a.label == b.label
         assert a.probs == pytest.approx(b.probs, abs=1e-6)
@@ -274,7 +275,7 @@ def test_each_distinct_image_is_encoded_once_per_batch(open_clip_dir, faces):
     questions = [question("gender", GENDER), question("race5", RACE)]
     clip = backend(f"local-dir:{open_clip_dir}")
     clip.prepare(questions)
-    clip.answer(queries_for(faces[:5], questions) + queries_for([faces[0].copy()], questions))
+    answered(clip, queries_for(faces[:5], questions) + queries_for([faces[0].copy()], questions))
     assert clip.stats()["images_encoded"] == 5  # the copy has the same pixels
 
 
@@ -289,7 +290,7 @@ def test_unsupported_questions_say_why(open_clip_dir):
                           template=load_template("vlm_question"))
     assert "--prompt clip_photo" in clip.unsupported_reason(wrong_kind)
     assert clip.unsupported_reason(question("gender", GENDER)) is None
-    answers = clip.answer([Query(sample_id="a", image=Image.new("RGB", (40, 40)), question=age)])
+    answers = answered(clip, [Query(sample_id="a", image=Image.new("RGB", (40, 40)), question=age)])
     assert answers[0].status == "error" and "numeric" in answers[0].raw
 
 
@@ -299,10 +300,10 @@ def test_a_bad_sample_gets_an_error_answer_and_the_rest_of_the_batch_goes_on(req
     clip = backend(f"local-dir:{request.getfixturevalue(fixture)}")
     queries = [Query("good0", faces[0], q), Query("not-an-image", None, q),
                Query("empty", Image.new("RGB", (0, 0)), q), Query("good1", faces[1], q)]
-    answers = clip.answer(queries)
+    answers = answered(clip, queries)
     assert [a.status for a in answers] == ["ok", "error", "error", "ok"]
     assert "not-an-image" in answers[1].raw and "empty" in answers[2].raw
-    assert answers[0].probs == pytest.approx(clip.answer([Query("x", faces[0], q)])[0].probs, abs=1e-6)
+    assert answers[0].probs == pytest.approx(answered(clip, [Query("x", faces[0], q)])[0].probs, abs=1e-6)
     assert clip.stats()["bad_images"] == 2
 
 

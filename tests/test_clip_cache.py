@@ -23,6 +23,7 @@ from tiny_models import build_tiny_open_clip
 from vlmface.backends.base import Query, Question
 from vlmface.backends.clip import CACHE_SUBDIR, ClipBackend
 from vlmface.embedding_cache import EmbeddingCache, image_digest
+from vlmface.interpret import answered
 from vlmface.prompts import load_template
 from vlmface.registry import ModelEntry
 
@@ -56,7 +57,7 @@ def backend(weights: str, cache_dir: Path | None, **options) -> ClipBackend:
 
 
 def ask(clip: ClipBackend, images, question: Question):
-    return clip.answer([Query(sample_id=str(i), image=im, question=question) for i, im in enumerate(images)])
+    return answered(clip, [Query(sample_id=str(i), image=im, question=question) for i, im in enumerate(images)])
 
 
 def entries(cache_root: Path) -> list[Path]:

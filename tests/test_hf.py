@@ -26,6 +26,7 @@ import tiny_vlms  # noqa: E402
 from vlmface.backends.base import Query, Question  # noqa: E402
 from vlmface.backends.hf import HFBackend  # noqa: E402
 from vlmface.errors import BackendError  # noqa: E402
+from vlmface.interpret import answered, interpret_all  # noqa: E402
 from vlmface.parse import parse_answer  # noqa: E402
 from vlmface.registry import ModelEntry, load_registry  # noqa: E402
 
@@ -100,7 +101,9 @@ def _reference_text(processor, model, text: str, image, max_new_tokens: int) -> 
 def test_generate_matches_plain_transformers(family, tiny_dirs, faces, reference_models):
     backend = _backend(tiny_dirs[family], max_new_tokens=6, batch_size=4)
     queries = _queries(faces)
-    answers = backend.answer(queries)
+    raw = backend.answer(queries)
+    assert all(a.label is None and a.status in ("ok", "error") for a in raw)  # backends never parse
+    answers = interpret_all(raw, [q.question for q in queries])
     processor, model = reference_models(family)
     for query, answer in zip(queries, answers):
         expected = _reference_text(processor, model, FORMATS[family].format(q=query.prompt), query.image, 6)
@@ -152,7 +155,7 @@ def _reference_logliks(family, processor, model, text, image, names) -> list[flo
 def test_choice_probs_match_independent_loglik(family, tiny_dirs, faces, reference_models):
     backend = _backend(tiny_dirs[family], mode="choice")
     queries = [q for q in _queries(faces) if q.question.labels]
-    answers = backend.answer(queries)
+    answers = answered(backend, queries)
     processor, model = reference_models(family)
     for query, answer in zip(queries, answers):
         question = query.question
@@ -173,7 +176,7 @@ def test_choice_probs_match_independent_loglik(family, tiny_dirs, faces, referen
 def test_choice_score_mean_divides_by_token_count(tiny_dirs, faces):
     backend = _backend(tiny_dirs["llava"], mode="choice", choice_score="mean")
     query = _queries(faces)[0]
-    answer = backend.answer([query])[0]
+    answer = answered(backend, [query])[0]
     lengths = [answer.extra["n_tokens"][label] for label in query.question.labels]
     assert lengths == [len(c) for c in backend.continuations(query.question)]
     assert len(set(lengths)) > 1  # "Latino or Hispanic" is longer than "White"

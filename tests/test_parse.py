@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vlmface.backends.base import Question
+from functools import partial
+
+from vlmface.backends import base
 from vlmface.parse import normalize, parse_answer
+from vlmface.vocabulary import load_vocabulary
+
+# the task specs' answer words (tasks/*.yaml declare `vocabulary: faces`)
+FACES = load_vocabulary("faces")
+Question = partial(base.Question, vocabulary=FACES)
 
 RACE6 = Question("race6", "categorical", ("White", "Black", "Asian", "Indian", "Latino_Hispanic", "Middle_Eastern"),
                  display={"Latino_Hispanic": "Latino or Hispanic", "Middle_Eastern": "Middle Eastern"})

@@ -55,12 +55,13 @@ def test_each_level_is_its_own_run_and_the_clean_run_is_shared(sweep):
                                                       "none__perturb-exposure-2"]
     assert (sweep["clean"] / "predictions.jsonl").read_bytes() == sweep["clean_bytes"]
     clean_manifest = json.loads((sweep["clean"] / "run.json").read_text())
-    assert "perturbation" not in clean_manifest["identity"] and "perturbation" not in clean_manifest
+    assert clean_manifest["identity"]["perturbation"] is None and "perturbation" not in clean_manifest
     manifest = json.loads((base / "none__perturb-exposure-0.5" / "run.json").read_text())
     assert manifest["perturbation"] == manifest["identity"]["perturbation"] == {
         "name": "exposure", "transform": "gamma", "level": 0.5, "identity_level": 1.0,
         "params": {"transform": "gamma"}, "seed": 0, "version": 1}
-    assert {k: v for k, v in manifest["identity"].items() if k != "perturbation"} == clean_manifest["identity"]
+    assert {k: v for k, v in manifest["identity"].items() if k != "perturbation"} == \
+        {k: v for k, v in clean_manifest["identity"].items() if k != "perturbation"}
     records = read_records(base / "none__perturb-exposure-0.5" / "predictions.jsonl")
     assert len(records) == LIMIT * 4
     assert {(r["perturbation"], r["level"]) for r in records} == {("exposure", 0.5)}
@@ -106,7 +107,7 @@ def test_a_changed_transform_under_the_same_name_is_refused_before_loading(sweep
     spec.write_text("perturbations:\n  blur: {transform: gaussian_blur, units: fraction, levels: [3]}\n")
     assert main(_command(utkface_dir, sweep["out"], spec)) == 2
     error = capsys.readouterr().err
-    assert "none__perturb-blur-3 holds a different run (differs in: perturbation)" in error and "--overwrite" in error
+    assert "none__perturb-blur-3 holds a different run (differs in: perturbation.params" in error and "--overwrite" in error
 
 
 def test_loader_workers_see_the_same_perturbed_pixels(utkface_dir, tmp_path, fake_backend):

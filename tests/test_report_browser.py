@@ -183,7 +183,7 @@ def real_results(tmp_path_factory, utkface_dir, fer_dir) -> Path:
 
     out = tmp_path_factory.mktemp("results")
     clip = f"clip:local-dir:{build_tiny_open_clip(tmp_path_factory.mktemp('tiny_clip'))}"
-    common = {"out": out, "progress": False, "device": "cpu", "score": False}
+    common = {"out": out, "progress": False, "backend_options": {"device": "cpu"}, "score": False}
     runs = [vlmface.evaluate("utkface", "baseline", limit=200, data_dir=utkface_dir,
                              attributes=["gender", "age", "age5"], **common),
             vlmface.evaluate("utkface", clip, limit=120, data_dir=utkface_dir, attributes=["gender", "race5"],

@@ -88,7 +88,7 @@ def test_resumed_run_equals_an_uninterrupted_one(killed_and_resumed, utkface_dir
         return {(r["sample_id"], r["attribute"]): r for r in read_records(path)}
     assert keyed(result.predictions_path) == keyed(run_dir / "predictions.jsonl")
     manifest = json.loads((result.run_dir / "run.json").read_text())
-    assert manifest["identity"]["limit"] == 500 and manifest["n_selected"] == 500
+    assert manifest["identity"]["selection"]["limit"] == 500 and manifest["n_selected"] == 500
     assert manifest["skipped_items"]["count"] == 2
     assert manifest["unsupported_attributes"].keys() == {"race5"}
     assert set(manifest["attributes"]) == set(ATTRIBUTES)
@@ -181,3 +181,17 @@ def test_cli_reports_user_errors_without_a_traceback(tmp_path):
                           text=True)
     assert done.returncode == 2
     assert done.stderr.startswith("error: unknown model 'no-such-model'") and "Traceback" not in done.stderr
+
+
+def test_evaluate_takes_explicit_parameters_and_refuses_unknown_ones(tmp_path, utkface_dir):
+    import vlmface
+    from vlmface.errors import BackendError
+
+    with pytest.raises(TypeError, match="batchsize"):
+        vlmface.evaluate("utkface", "baseline", limit=4, data_dir=utkface_dir, out=tmp_path, batchsize=2)
+    with pytest.raises(BackendError, match="'devcie'"):  # a mistyped backend option is refused, naming it
+        vlmface.evaluate("utkface", "baseline", limit=4, data_dir=utkface_dir, out=tmp_path,
+                         backend_options={"devcie": "cpu"}, progress=False)
+    result = vlmface.evaluate("utkface", "baseline", limit=4, data_dir=utkface_dir, out=tmp_path,
+                              attributes=["gender"], backend_options={"device": "cpu"}, progress=False, score=False)
+    assert result.predictions_path.exists()

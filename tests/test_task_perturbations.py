@@ -8,9 +8,11 @@ import pytest
 
 from vlmface.errors import SpecError
 from vlmface.perturb.command import run_sweep
+from vlmface.perturb.spec import task_perturbation_set
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig
 from vlmface.tasks import load_task
+from vlmface.validation import validate_all
 
 from conftest import REPO_ROOT
 
@@ -31,7 +33,7 @@ def test_inline_perturbation_set_runs_every_level(tmp_path, utkface_dir, fake_ba
             perturbations:
               exposure: {transform: gamma, levels: [1.0, 2.0]}
     """)
-    assert load_task(path).perturbation_set("darker").perturbations["exposure"].perturbed_levels == [2.0]
+    assert task_perturbation_set(load_task(path), "darker").perturbations["exposure"].perturbed_levels == [2.0]
     config = EvalConfig(task=path, model="fake:none", data_dir=utkface_dir, limit=12, out=tmp_path / "out",
                         attributes=["gender"], score=False, progress=False)
     assert run_sweep(config, "darker") == 0
@@ -48,5 +50,7 @@ def test_a_bad_inline_set_names_the_task_file_and_field(tmp_path):
             perturbations:
               exposure: {transform: gama, levels: [1.0, 2.0]}
     """)
+    task = load_task(path)  # the task schema does not validate perturbation sets: vlmface.perturb does
     with pytest.raises(SpecError, match=r"utk_perturbed\.yaml: perturbations\.darker"):
-        load_task(path)
+        task_perturbation_set(task, "darker")
+    assert any("perturbations.darker" in problem for problem in validate_all([str(path)]))

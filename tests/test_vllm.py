@@ -25,6 +25,7 @@ import tiny_vlms  # noqa: E402
 from vlmface.backends.base import Query, Question  # noqa: E402
 from vlmface.backends.choice import label_token_ids  # noqa: E402
 from vlmface.errors import BackendError  # noqa: E402
+from vlmface.interpret import answered  # noqa: E402
 from vlmface.registry import ModelEntry  # noqa: E402
 
 RACE = Question("race", "categorical", ("White", "Black", "Latino_Hispanic"),
@@ -119,7 +120,7 @@ def _backend(path, **options):
 def test_all_requests_go_in_one_call_with_the_hf_prompts(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir, max_new_tokens=12)
     queries = [Query(f"s{i}", face, RACE, prompt=f"What is the race? {i}") for i in range(5)]
-    answers = backend.answer(queries)
+    answers = answered(backend, queries)
     llm = FakeLLM.instances[0]
     assert len(llm.calls) == 1
     requests, params = llm.calls[0]
@@ -131,15 +132,15 @@ def test_all_requests_go_in_one_call_with_the_hf_prompts(fake_vllm, llava_dir, f
 
 def test_generate_mode_answers_go_through_the_parser(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir)
-    answers = backend.answer([Query("a", face, RACE, prompt="refuse please"),
-                              Query("b", face, AGE, prompt="How old?")])
+    answers = answered(backend, [Query("a", face, RACE, prompt="refuse please"),
+                                 Query("b", face, AGE, prompt="How old?")])
     assert (answers[0].status, answers[0].label) == ("refused", None)
     assert (answers[1].status, answers[1].label) == ("ok", 32.0)
 
 
 def test_constrained_mode_restricts_decoding_to_the_labels(fake_vllm, llava_dir, face):
     backend = _backend(llava_dir, mode="constrained")
-    answers = backend.answer([Query("a", face, RACE, prompt="Race?")])
+    answers = answered(backend, [Query("a", face, RACE, prompt="Race?")])
     params = FakeLLM.instances[0].calls[0][1][0]
     assert params.structured_outputs.choice == ["White", "Black", "Latino or Hispanic"]
     assert (answers[0].status, answers[0].label) == ("ok", "Latino_Hispanic")
@@ -168,7 +169,7 @@ def test_choice_mode_scores_every_label_with_prompt_logprobs(fake_vllm, llava_di
     backend = _backend(llava_dir, mode="choice", choice_score=rule)
     IMAGE_TOKEN = backend.tokenizer.convert_tokens_to_ids("<image>")
     queries = [Query("a", face, RACE, prompt="Race?"), Query("b", face, RACE, prompt="Which race is shown?")]
-    answers = backend.answer(queries)
+    answers = answered(backend, queries)
     llm = FakeLLM.instances[0]
     assert llm.kwargs["enable_prefix_caching"] is True and len(llm.calls) == 1
     requests, params = llm.calls[0]
@@ -199,7 +200,7 @@ def test_choice_mode_reports_a_missing_logprob_per_query(fake_vllm, llava_dir, f
     backend = _backend(llava_dir, mode="choice")
     monkeypatch.setattr(FakeLLM, "_scored", staticmethod(lambda request: types.SimpleNamespace(
         prompt_token_ids=request["prompt_token_ids"], prompt_logprobs=None, outputs=[])))
-    answers = backend.answer([Query("a", face, RACE, prompt="Race?"), Query("b", face, AGE, prompt="Age?")])
+    answers = answered(backend, [Query("a", face, RACE, prompt="Race?"), Query("b", face, AGE, prompt="Age?")])
     assert [a.status for a in answers] == ["error", "error"]
     assert "no prompt_logprobs" in answers[0].raw and "numeric" in answers[1].raw
 
@@ -261,7 +262,7 @@ def test_constrained_and_choice_runs_have_different_identities_and_directories(f
     assert runs["constrained"][0] != runs["choice"][0]
     assert runs["constrained"][1] != runs["choice"][1]
     assert runs["choice"][1]["options"]["mode"] == "choice" and runs["choice"][1]["options"]["choice_score"] == "sum"
-    assert runs["constrained"][1]["options"]["choice_score"] is None
+    assert runs["constrained"][1]["options"]["mode"] == "constrained"
     assert runs["choice_sum"] == runs["choice"]  # the default rule, said or not, is the same run
     assert runs["choice_mean"][0] != runs["choice"][0] and "choice_score-mean" in runs["choice_mean"][0].name
     records = [json.loads(line) for line in (runs["choice"][0] / "predictions.jsonl").read_text().splitlines()]

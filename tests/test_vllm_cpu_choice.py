@@ -34,6 +34,7 @@ import json, sys
 from PIL import Image
 from vlmface.backends.base import Query, Question
 from vlmface.backends.vllm import VLLMBackend
+from vlmface.interpret import answered
 from vlmface.registry import ModelEntry
 
 if __name__ == "__main__":  # the engine runs in a child process
@@ -44,7 +45,7 @@ if __name__ == "__main__":  # the engine runs in a child process
                      Question(q["attribute"], "categorical", tuple(q["labels"]), q["display"]), prompt=q["prompt"])
                for q in spec["queries"]]
     json.dump([{"status": a.status, "label": a.label, "raw": a.raw, "probs": a.probs,
-                "loglik": (a.extra or {}).get("loglik")} for a in backend.answer(queries)], open(sys.argv[2], "w"))
+                "loglik": (a.extra or {}).get("loglik")} for a in answered(backend, queries)], open(sys.argv[2], "w"))
 '''
 
 
@@ -91,6 +92,7 @@ def test_vllm_choice_probabilities_equal_hf_and_an_independent_loglik(family, tm
 
     from vlmface.backends.base import Query, Question
     from vlmface.backends.hf import HFBackend
+    from vlmface.interpret import answered
     from vlmface.registry import ModelEntry
 
     if family == "llava":
@@ -105,7 +107,7 @@ def test_vllm_choice_probabilities_equal_hf_and_an_independent_loglik(family, tm
     local_queries = [Query(q["id"], Image.open(q["image"]).convert("RGB"),
                            Question(q["attribute"], "categorical", tuple(q["labels"]), q["display"]),
                            prompt=q["prompt"]) for q in queries]
-    local = hf.answer(local_queries)
+    local = answered(hf, local_queries)
     prob_diff, loglik_diff, independent_diff = [], [], []
     for query, theirs, mine in zip(local_queries, served, local):
         assert theirs["status"] == "ok", theirs["raw"]
@@ -119,4 +121,11 @@ def test_vllm_choice_probabilities_equal_hf_and_an_independent_loglik(family, tm
           f"max |loglik_hf - independent| = {max(independent_diff):.2e}")
     assert max(independent_diff) < 1e-4
     assert max(prob_diff) < 1e-3
+    # LLaVA: the same tokens in, the same log-likelihoods out. PaliGemma (measured: up to 0.11 nats):
+    # vLLM inserts the image tokens + BOS into a token prompt itself and appends "\n" after the whole
+    # prompt, so the label does not follow the "\n" the transformers processor puts after the question,
+    # and the literal <image> of the raw prompt stays in; probabilities of this peaked tiny model
+    # still agree to < 1e-4. Known limitation, see vllm_choice.py.
+    if family == "llava":
+        assert max(loglik_diff) < 1e-4
     assert all(math.isfinite(d) for d in loglik_diff)

@@ -2,7 +2,7 @@
 
 The public surface is small; everything else is an implementation detail:
 
-    evaluate(task, model, prompt=None, limit=None, **options) -> RunResult
+    evaluate(task, model, prompt=None, limit=None, *, data_dir=..., backend_options={...}, ...) -> RunResult
     load_task(name_or_path) -> TaskSpec
     score(run_dir, **options) -> metrics dict
     probe(probe, task, models, **options) -> ProbeResult
@@ -21,18 +21,23 @@ __all__ = ["EvalConfig", "RunResult", "TaskSpec", "VlmfaceError", "evaluate", "l
 __version__ = "0.1.0"
 
 
-def evaluate(task: str | Path, model: str, prompt: str | None = None, limit: int | None = None,
-             **options: Any) -> RunResult:
-    """Run `model` on `task` and score it. Keyword options are EvalConfig fields
-    (seed, data_dir, source, out, attributes, batch_size, overwrite, ...); any other
-    keyword goes to the backend (device, dtype, mode, ...)."""
+def evaluate(task: str | Path, model: str, prompt: str | None = None, limit: int | None = None, *,
+             seed: int = 0, data_dir: str | Path | None = None, source: str | None = None,
+             out: str | Path = "results", attributes: list[str] | None = None, batch_size: int | None = None,
+             workers: int | None = None, shard: tuple[int, int] | None = None,
+             cache_dir: str | Path | None | bool = None, engine: str = "local", ray_address: str | None = None,
+             backend_options: dict[str, Any] | None = None, overwrite: bool = False, retry_errors: bool = False,
+             score: bool = True, progress: bool = True) -> RunResult:
+    """Run `model` on `task` and score it; the parameters are `vlmface eval`'s flags (see its --help).
+    Backend options (device, dtype, mode, max_new_tokens, base_url, ...) go in `backend_options`,
+    checked against the backend's declared options: a mistyped name is an error, never ignored."""
     from vlmface import runner
 
-    fields = set(EvalConfig.__dataclass_fields__)
-    config_kwargs = {k: v for k, v in options.items() if k in fields}
-    backend_options = {k: v for k, v in options.items() if k not in fields}
-    config = EvalConfig(task=task, model=model, prompt=prompt, limit=limit, **config_kwargs)
-    config.options = {**backend_options, **config.options}
+    config = EvalConfig(task=task, model=model, prompt=prompt, limit=limit, seed=seed, data_dir=data_dir,
+                        source=source, out=out, attributes=attributes, batch_size=batch_size, workers=workers,
+                        shard=shard, cache_dir=cache_dir, engine=engine, ray_address=ray_address,
+                        options=dict(backend_options or {}), overwrite=overwrite, retry_errors=retry_errors,
+                        score=score, progress=progress)
     return runner.evaluate(config)
 
 

@@ -1,4 +1,5 @@
-"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | reparse | render |
+list | validate."""
 
 from __future__ import annotations
 
@@ -16,11 +17,47 @@ from vlmface.probes.command import add_probe
 from vlmface.report.command import add_report
 
 
+MAX_OPTION_CHARS = 2000  # an --option value longer than this is refused
+MAX_OPTION_ITEMS = 64  # scalars in one value, all nesting levels together
+MAX_OPTION_DEPTH = 3  # e.g. {a: {b: [1, 2]}}
+
+
+def _option_value(key: str, text: str) -> Any:
+    """YAML of a plain scalar, or a short list/mapping of them; no anchors or aliases (a few
+    characters of aliases can expand to gigabytes)."""
+    if len(text) > MAX_OPTION_CHARS:
+        raise argparse.ArgumentTypeError(f"--option {key}: value of {len(text)} characters; at most {MAX_OPTION_CHARS}")
+    try:
+        events = list(yaml.parse(text, Loader=yaml.SafeLoader))
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"--option {key}: not a YAML value ({' '.join(str(exc).split())})") from None
+    if any(isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None) for e in events):
+        raise argparse.ArgumentTypeError(f"--option {key}: YAML anchors and aliases (&, *) are not allowed; "
+                                         "write the value out")
+    items, depth = _size(value)
+    if items > MAX_OPTION_ITEMS or depth > MAX_OPTION_DEPTH:
+        raise argparse.ArgumentTypeError(f"--option {key}: too large a value ({items} items, {depth} levels deep; "
+                                         f"at most {MAX_OPTION_ITEMS} items, {MAX_OPTION_DEPTH} levels)")
+    return value
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """(scalars inside, nesting depth) of a parsed YAML value."""
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        sizes = [_size(v) for v in value]
+        return sum(n for n, _ in sizes), 1 + max((d for _, d in sizes), default=0)
+    return 1, 0
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+    key = key.replace("-", "_")
+    return key, _option_value(key, value)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -106,11 +143,13 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from vlmface.run_lock import run_lock
     from vlmface.scoring import format_summary, score_run
 
-    metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
-                        seed=args.seed, answered_only=args.answered_only,
-                        confidence=args.confidence)
+    with run_lock(args.run_dir, "score"):
+        metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
+                            seed=args.seed, answered_only=args.answered_only,
+                            confidence=args.confidence)
     print(format_summary(metrics))
     return 0
 
@@ -155,9 +194,11 @@ def _merge(args: argparse.Namespace) -> int:
     out = merge_runs(args.run_dirs, args.out)
     print(f"merged {len(args.run_dirs)} shards into {out}")
     if not args.no_score:
+        from vlmface.run_lock import run_lock
         from vlmface.scoring import format_summary, score_run
 
-        print(format_summary(score_run(out)))
+        with run_lock(out, "score"):
+            print(format_summary(score_run(out)))
     return 0
 
 
@@ -172,7 +213,8 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
 def _parse(args: argparse.Namespace) -> int:
     import json
 
-    from vlmface.parse import parse_answer
+    from vlmface.backends.base import Answer
+    from vlmface.interpret import interpret
     from vlmface.runner import build_questions
     from vlmface.tasks import load_task
 
@@ -180,8 +222,58 @@ def _parse(args: argparse.Namespace) -> int:
     if args.attribute not in task.attributes:
         raise VlmfaceError(f"--attribute: {task.name} has no {args.attribute!r}; it has {', '.join(task.attributes)}")
     [question] = build_questions(task, "none", None, [args.attribute])
-    answer = parse_answer(args.text, question)
+    answer = interpret(Answer(label=None, raw=args.text), question)
     print(json.dumps({"label": answer.label, "status": answer.status}))
+    return 0
+
+
+def _add_reparse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reparse", help="re-interpret a run's saved answers with the current parser (no model "
+                                       "is asked) and re-score it")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--task-spec", type=Path, metavar="PATH",
+                   help="read the answers with this task spec's labels, synonyms and vocabulary "
+                        "(default: the spec named in the run's run.json)")
+    p.add_argument("--no-score", action="store_true", help="only rewrite predictions (default: re-score)")
+    p.set_defaults(handler=_reparse)
+
+
+def _reparse(args: argparse.Namespace) -> int:
+    from vlmface.reparse import PREVIOUS_FILE, reparse_run
+
+    result = reparse_run(args.run_dir, args.task_spec, score=not args.no_score)
+    moves = ", ".join(f"{k} {v}" for k, v in sorted(result.transitions.items())) or "none"
+    print(f"reparsed {result.reinterpreted} of {result.records} predictions: {result.changed} label(s) changed "
+          f"({moves}); the previous file is {result.run_dir / PREVIOUS_FILE}")
+    if result.metrics is not None:
+        from vlmface.scoring import format_summary
+
+        print(format_summary(result.metrics))
+    return 0
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="print exactly what would be sent for one image, one block per request")
+    p.add_argument("--task", required=True, help="task name (tasks/NAME.yaml) or path to a spec")
+    p.add_argument("--prompt", help="prompt template name or path (default: the task's question prompt)")
+    p.add_argument("--attribute", action="append", metavar="A",
+                   help="an attribute to ask (repeatable; default: every attribute the task evaluates)")
+    p.add_argument("--model", help="also show what this model wraps around the text: the chat messages of an "
+                                   "api model, the full input of a local VLM (default: the text only)")
+    p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="a backend option, as for eval (repeatable; default: none)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list of {"attributes": [...], "text": "..."} (default: plain text)')
+    p.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    import json
+
+    from vlmface.render import format_requests, render_requests
+
+    requests = render_requests(args.task, args.prompt, args.attribute, args.model, dict(args.option))
+    print(json.dumps(requests, indent=2, ensure_ascii=False) if args.json else format_requests(requests))
     return 0
 
 
@@ -242,21 +334,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
-                _add_parse, _add_list, _add_validate):
+                _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vlmface.run_record import OutputError, describe_os_error
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except OutputError as exc:  # disk full, read-only output: the environment, not the input
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except VlmfaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        print(f"error: {describe_os_error(exc, verb='cannot use')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume",
               file=sys.stderr)

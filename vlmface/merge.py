@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from vlmface.errors import VlmfaceError
-from vlmface.manifest import RUN_FILE, now, read_run, write_json_atomic
-from vlmface.predictions import PREDICTIONS_FILE, Prediction, iter_records
+from vlmface.manifest import now
+from vlmface.predictions import Prediction, iter_records
+from vlmface.run_lock import run_lock
+from vlmface.run_record import PREDICTIONS_FILE, RUN_FILE, RunIdentity, read_run, write_atomic, write_run
 
 
 def _shard_manifest(run_dir: Path) -> dict[str, Any]:
@@ -30,12 +33,19 @@ def _check_shards(run_dirs: list[Path], manifests: list[dict[str, Any]]) -> None
     doubled = sorted(index for index, n in seen.items() if n > 1)
     if missing or doubled:
         raise VlmfaceError(f"shards of N = {count}: missing {missing or 'none'}, given twice {doubled or 'none'}")
-    base = {k: v for k, v in manifests[0]["identity"].items() if k != "shard"}
+    base = _unsharded(run_dirs[0], manifests[0])
     for run_dir, manifest in zip(run_dirs, manifests):
-        other = {k: v for k, v in manifest["identity"].items() if k != "shard"}
-        if other != base:
-            differing = sorted(k for k in base if base[k] != other.get(k))
+        differing = base.differences(_unsharded(run_dir, manifest))
+        if differing:
             raise VlmfaceError(f"{run_dir} is a shard of a different run (differs in: {', '.join(differing)})")
+
+
+def _unsharded(run_dir: Path, manifest: dict[str, Any]) -> RunIdentity:
+    identity = RunIdentity.from_record(manifest.get("identity"))
+    if identity is None:
+        raise VlmfaceError(f"{run_dir}/{RUN_FILE}: no run identity this version can read (made by an older "
+                           "vlmface?); rerun that shard")
+    return identity.model_copy(update={"selection": identity.selection.model_copy(update={"shard": None})})
 
 
 def _collect(run_dirs: list[Path], manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,22 +82,24 @@ def _collect(run_dirs: list[Path], manifests: list[dict[str, Any]]) -> list[dict
 
 
 def merge_runs(run_dirs: list[Path], out: Path) -> Path:
-    """Check that the shards cover every selected sample exactly once, then write one run."""
-    run_dirs = [Path(d) for d in run_dirs]
-    manifests = [_shard_manifest(d) for d in run_dirs]
-    _check_shards(run_dirs, manifests)
-    records = _collect(run_dirs, manifests)
-    out = Path(out)
-    if (out / PREDICTIONS_FILE).exists():
-        raise VlmfaceError(f"{out} already holds predictions; merge into a new directory")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{PREDICTIONS_FILE}.tmp"
-    tmp.write_text("".join(Prediction(**r).to_json() + "\n" for r in records), encoding="utf-8")
-    tmp.replace(out / PREDICTIONS_FILE)
-    merged = {k: v for k, v in manifests[0].items() if k not in ("shard", "counts", "timings")}
-    merged["identity"] = {**manifests[0]["identity"], "shard": None}
-    merged.update(status="complete", merged=now(), merged_from=[str(d) for d in run_dirs],
-                  counts=dict(Counter(r["status"] for r in records)),
-                  shard_seconds=[m.get("timings", {}).get("seconds") for m in manifests])
-    write_json_atomic(out / RUN_FILE, merged)
+    """Check that the shards cover every selected sample exactly once, then write one run. Every
+    shard and the merged directory are locked meanwhile."""
+    run_dirs, out = [Path(d) for d in run_dirs], Path(out)
+    with contextlib.ExitStack() as locks:
+        for run_dir in run_dirs:
+            if run_dir.is_dir():
+                locks.enter_context(run_lock(run_dir, "merge"))
+        manifests = [_shard_manifest(d) for d in run_dirs]
+        _check_shards(run_dirs, manifests)
+        records = _collect(run_dirs, manifests)
+        if (out / PREDICTIONS_FILE).exists():
+            raise VlmfaceError(f"{out} already holds predictions; merge into a new directory")
+        locks.enter_context(run_lock(out, "merge", create=True))
+        merged = {k: v for k, v in manifests[0].items() if k not in ("shard", "counts", "timings")}
+        merged["identity"] = _unsharded(run_dirs[0], manifests[0]).record()
+        merged.update(status="complete", merged=now(), merged_from=[str(d) for d in run_dirs],
+                      counts=dict(Counter(r["status"] for r in records)),
+                      shard_seconds=[m.get("timings", {}).get("seconds") for m in manifests])
+        write_atomic(out / PREDICTIONS_FILE, "".join(Prediction(**r).to_json() + "\n" for r in records))
+        write_run(out, merged)
     return out

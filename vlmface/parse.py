@@ -2,14 +2,17 @@
 
 The rules, in order:
 1. A JSON object (bare or in a ``` fence; single quotes tolerated) is reduced to the field for
-   the question's attribute (`{"race": "White", "age-group": "20-39"}`), then parsed as text;
+   the question's attribute (`{"race": "White", "age-group": "20-39"}`; other field names come
+   from the vocabulary), then parsed as text;
    so is a "Race: White" line of a "field: value" answer.
 2. The text is cut into sentences, and each sentence at contrast words ("but", "however"...).
    A piece holding a refusal phrase ("I'm sorry", "I cannot determine", "as an AI"...) is set
    aside, so "I can't be sure, but they look White" still answers White.
 3. Labels are found as whole words, case- and punctuation-insensitive, matching the canonical
-   label, its display name, the parts of an "X or Y" name, and a few common English synonyms
-   (woman -> Female, Caucasian -> White). The longest match wins ("East Asian" beats "Asian").
+   label, its display name, the parts of an "X or Y" name, the task's `synonyms`, the words the
+   prompt template printed for a label (its header `options`, e.g. 'More than 60' for 60+), and
+   the words of the task's vocabulary (vocabularies/*.yaml: woman -> Female, Caucasian -> White);
+   the parser itself knows no face words. The longest match wins ("East Asian" beats "Asian").
    A label right after "not"/"non"/"nor" does not count.
 4. The first sentence that names exactly one label gives the answer; a sentence naming two is
    ambiguous (invalid); one naming three or more is taken as an echo of the options and skipped.
@@ -28,32 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from vlmface.backends.base import Answer, Question
-
-# Equivalence classes of English answer words; a label gets the other words of its class as
-# extra spellings, unless a word would point to two labels of the same question.
-SYNONYMS: tuple[frozenset[str], ...] = tuple(frozenset(group) for group in (
-    {"male", "man", "men", "boy", "masculine"},
-    {"female", "woman", "women", "girl", "lady", "feminine"},
-    {"white", "caucasian"},
-    {"black", "african american"},
-    {"latino hispanic", "latino or hispanic", "hispanic or latino", "hispanic", "latino", "latina", "latinx"},
-    {"middle eastern", "middle east", "arab", "arabic"},
-    {"indian", "south asian"},
-    {"happy", "happiness", "joy", "joyful"},
-    {"sad", "sadness", "unhappy"},
-    {"angry", "anger", "mad"},
-    {"surprise", "surprised"},
-    {"fear", "fearful", "afraid", "scared"},
-    {"disgust", "disgusted"},
-    {"neutral", "calm", "expressionless"},
-    {"contempt", "contemptuous"},
-))
-
-# Names a model may use for the field of an attribute in a JSON answer.
-FIELD_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "gender": ("sex",), "sex": ("gender",), "race": ("ethnicity",), "ethnicity": ("race",),
-    "emotion": ("expression", "facialexpression"), "age": ("agegroup", "agerange"),
-}
+from vlmface.vocabulary import Vocabulary, field_key
 
 _REFUSAL = re.compile("|".join((
     r"\bi(?:'m| am) (?:so |very )?sorry\b", r"\bi apologi[sz]e\b", r"\bsorry,? but\b",
@@ -131,12 +109,13 @@ def _negated(before: str) -> bool:
 
 @lru_cache(maxsize=256)
 def _matcher(labels: tuple[str, ...], display: tuple[tuple[str, str], ...], numeric_bins: bool,
-             declared: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> _Matcher:
+             declared: tuple[tuple[str, tuple[str, ...]], ...] = (),
+             word_groups: tuple[frozenset[str], ...] = ()) -> _Matcher:
     names, synonyms = dict(display), dict(declared)
     own: dict[str, str] = {}  # a label's own names and the task spec's synonyms: always kept
     extra: dict[str, set[str]] = {}  # other spellings: kept when they point to one label only
     for label in labels:
-        spellings, aliases = _spellings(label, names.get(label, label))
+        spellings, aliases = _spellings(label, names.get(label, label), word_groups)
         for spelling in spellings | {normalize(word) for word in synonyms.get(label, ())}:
             own.setdefault(spelling, label)
         for alias in aliases:
@@ -151,7 +130,7 @@ def _matcher(labels: tuple[str, ...], display: tuple[tuple[str, str], ...], nume
     return _Matcher(tuple((form, label) for form, label in ordered if form))
 
 
-def _spellings(label: str, shown: str) -> tuple[set[str], set[str]]:
+def _spellings(label: str, shown: str, word_groups: tuple[frozenset[str], ...]) -> tuple[set[str], set[str]]:
     """A label's own names, and the other spellings that point to it."""
     canonical = normalize(label)
     spellings = {canonical, normalize(shown)}
@@ -166,7 +145,7 @@ def _spellings(label: str, shown: str) -> tuple[set[str], set[str]]:
         if len(spelling) > 4 and spelling.endswith("s") and not spelling.endswith("ss"):
             aliases.add(spelling[:-1])  # "Others" -> "other"
     for word in spellings | aliases:
-        for group in SYNONYMS:
+        for group in word_groups:
             if word in group:
                 aliases |= group
     return spellings - {""}, aliases - spellings - {""}
@@ -223,7 +202,7 @@ def _first_number(sentences: list[list[str]]) -> float | None:
     return None
 
 
-def _json_field(text: str, attribute: str) -> str | None:
+def _json_field(text: str, attribute: str, vocabulary: Vocabulary | None) -> str | None:
     """The value of `attribute`'s field if `text` holds a JSON object ("" if it lacks one), else None."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start or end - start > 20_000:
@@ -238,7 +217,7 @@ def _json_field(text: str, attribute: str) -> str | None:
             return None
     if not isinstance(data, dict) or not data:
         return None
-    value = _pick_field(data, attribute)
+    value = _pick_field(data, attribute, vocabulary)
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if value is None or isinstance(value, (dict, list)):
@@ -246,7 +225,7 @@ def _json_field(text: str, attribute: str) -> str | None:
     return str(value)
 
 
-def _line_field(text: str, attribute: str) -> str | None:
+def _line_field(text: str, attribute: str, vocabulary: Vocabulary | None) -> str | None:
     """The value of a "Race: White" line naming the attribute, if the answer has such lines."""
     fields = {}
     for line in text.splitlines():
@@ -254,23 +233,30 @@ def _line_field(text: str, attribute: str) -> str | None:
             fields.setdefault(match.group(1), match.group(2))
     if not fields:
         return None
-    value = _pick_field(fields, attribute, fallback=False)
+    value = _pick_field(fields, attribute, vocabulary, fallback=False)
     return None if value is None else str(value)
 
 
-def _pick_field(data: dict[str, Any], attribute: str, fallback: bool = True) -> Any:
-    def key(name: str) -> str:
-        return re.sub(r"[^a-z]", "", str(name).lower())
-
-    names = {key(k): v for k, v in data.items()}
-    for wanted in dict.fromkeys((key(attribute), key(re.split(r"[_\W\d]", attribute)[0]))):
+def _pick_field(data: dict[str, Any], attribute: str, vocabulary: Vocabulary | None,
+                fallback: bool = True) -> Any:
+    names = {field_key(k): v for k, v in data.items()}
+    for wanted in dict.fromkeys((field_key(attribute), field_key(re.split(r"[_\W\d]", attribute)[0]))):
         if wanted in names:
             return names[wanted]
-        aliases = FIELD_SYNONYMS.get(wanted, ())
+        aliases = vocabulary.field_aliases(wanted) if vocabulary else ()
         for name, value in names.items():
             if name in aliases or (len(wanted) >= 3 and (name.startswith(wanted) or wanted.startswith(name))):
                 return value
     return next(iter(data.values())) if fallback and len(data) == 1 else None
+
+
+def _declared_spellings(question: Question) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The task spec's synonyms plus the words the prompt template printed for each label."""
+    spellings = {label: tuple(words) for label, words in question.synonyms.items()}
+    if question.template is not None:
+        for label, words in question.template.spellings(question.attribute).items():
+            spellings[label] = spellings.get(label, ()) + words
+    return tuple(sorted(spellings.items()))
 
 
 def parse_answer(text: str | None, question: Question) -> Answer:
@@ -278,19 +264,20 @@ def parse_answer(text: str | None, question: Question) -> Answer:
     if text is None or not text.strip():
         return Answer(label=None, status="invalid", raw=text, extra={"parse": "empty answer"})
     body, how = text, "text"
-    field = _json_field(text, question.attribute)
+    vocabulary = question.vocabulary
+    field = _json_field(text, question.attribute, vocabulary)
     if field == "":
         return Answer(label=None, status="invalid", raw=text,
                       extra={"parse": f"JSON answer without a {question.attribute!r} field"})
     if field is not None:
         body, how = field, "json"
-    elif (line := _line_field(text, question.attribute)) is not None:
+    elif (line := _line_field(text, question.attribute, vocabulary)) is not None:
         body, how = line, "field line"
     sentences, refused = _pieces(body)
     label, why = None, "no answer found"
     if question.labels:
         matcher = _matcher(tuple(question.labels), tuple(sorted(question.display.items())), bool(question.bins),
-                           tuple(sorted((k, tuple(v)) for k, v in question.synonyms.items())))
+                           _declared_spellings(question), vocabulary.word_groups if vocabulary else ())
         label, why = _find_label(sentences, matcher)
         if label is not None:
             return Answer(label=label, status="ok", raw=text, extra={"parse": how})

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.errors import PredictionsError
+from vlmface.run_record import PREDICTIONS_FILE, OutputError  # noqa: F401  (PREDICTIONS_FILE re-exported)
 
 STATUSES = ("ok", "invalid", "refused", "error")
 REQUIRED_KEYS = ("sample_id", "attribute", "label", "status", "groups", "truth")
-PREDICTIONS_FILE = "predictions.jsonl"
 
 
 @dataclass
@@ -36,10 +36,11 @@ class Prediction:
     extra: dict[str, Any] | None = None
     perturbation: str | None = None  # image perturbation name (vlmface.perturb); absent when clean
     level: float | None = None  # its level; absent when clean
+    scores: dict[str, float] | None = None  # raw per-label log-likelihoods (choice, zero-shot); absent otherwise
 
     def to_json(self) -> str:
         record = asdict(self)
-        for optional in ("extra", "perturbation", "level"):
+        for optional in ("extra", "perturbation", "level", "scores"):
             if record[optional] is None:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False, allow_nan=False)
@@ -90,13 +91,18 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 class PredictionWriter:
-    """Appends predictions, one flush + fsync per batch, so finished work survives a kill."""
+    """Appends predictions, one write + fsync per batch, so finished work survives a kill. A batch
+    that cannot be written (disk full, read-only) is cut off again, so the file stays whole lines,
+    and the failure is an OutputError naming the file and the errno."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_truncated_tail()
-        self._handle = self.path.open("a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_truncated_tail()
+            self._handle = self.path.open("ab", buffering=0)  # unbuffered: nothing left to flush on close
+        except OSError as exc:
+            raise OutputError.from_os_error(exc, self.path) from None
 
     def _drop_truncated_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -109,12 +115,21 @@ class PredictionWriter:
             handle.truncate(keep)
 
     def write_batch(self, predictions: Iterable[Prediction]) -> None:
-        text = "".join(p.to_json() + "\n" for p in predictions)
-        if not text:
+        data = memoryview("".join(p.to_json() + "\n" for p in predictions).encode("utf-8"))
+        if not data:
             return
-        self._handle.write(text)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        fd = self._handle.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            while data:
+                data = data[self._handle.write(data):]
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # the next writer drops a truncated tail anyway
+            raise OutputError.from_os_error(exc, self.path) from None
 
     def close(self) -> None:
         self._handle.close()

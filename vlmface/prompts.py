@@ -8,7 +8,21 @@ An optional leading Jinja comment holds YAML metadata:
     a photo of a {{ label }} person.
 
 kind "question" (default): the whole file is one prompt; it sees `attribute`, `choices`
-(display names), `labels` (canonical), `task` and `meta` (the sample's metadata).
+(display names), `labels` (canonical), `task`, `meta` (the sample's metadata), `options` and
+`attributes` (every attribute the request asks).
+
+A published prompt declares its own option lists, so a task spec's order and display names never
+leak into it (see OPTIONS_HELP):
+
+    options:
+      race6: {"Black": Black, "Latino or Hispanic": Latino_Hispanic, ...}   # printed word: task label
+
+For an attribute the header declares, `choices` are the printed words in the declared order and
+`labels` the task labels they stand for; `options` maps every declared attribute to its printed
+words. Each word must name a label of the task's attribute and every label needs a word (else a
+SpecError naming the template and the word). The answer parser accepts the printed words as
+spellings of their labels. `attributes: [race6, gender, age5]` says one request answers all of
+those the run asks (vlmface.asking.requests_for groups them; `vlmface render` shows the requests).
 kind "class_texts": each non-empty line is one template; it sees `label` (display name),
 `raw_label`, `attribute` and `task`. Undefined variables are errors (StrictUndefined).
 """
@@ -59,6 +73,40 @@ class PromptTemplate:
         return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
 
     @property
+    def options(self) -> dict[str, dict[str, str]]:
+        """attribute -> {printed word: task label}, in the template's (the paper's) order."""
+        return {attr: dict(words) for attr, words in (self.metadata.get("options") or {}).items()}
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The attributes one request of this template answers together (header `attributes`)."""
+        return tuple(self.metadata.get("attributes") or ())
+
+    def spellings(self, attribute: str) -> dict[str, tuple[str, ...]]:
+        """task label -> the printed words that stand for it (extra answer spellings)."""
+        found: dict[str, list[str]] = {}
+        for word, label in self.options.get(attribute, {}).items():
+            found.setdefault(label, []).append(word)
+        return {label: tuple(words) for label, words in found.items()}
+
+    def checked_options(self, attribute: str, labels: list[str], task: str) -> dict[str, str] | None:
+        """The declared {word: label} of `attribute`, checked against the task's labels; None when
+        the template declares no option list for it (the task's own choices are used then)."""
+        declared = self.options.get(attribute)
+        if declared is None:
+            return None
+        for word, label in declared.items():
+            if label not in labels:
+                raise SpecError(f"{self.path}: options.{attribute}: printed word {word!r} stands for "
+                                f"{label!r}, which is not a label of {task}'s {attribute} "
+                                f"(labels: {', '.join(map(str, labels))}); map it to one of those")
+        missing = [label for label in labels if label not in declared.values()]
+        if missing:
+            raise SpecError(f"{self.path}: options.{attribute}: no printed word for {task}'s "
+                            f"label(s) {', '.join(map(repr, missing))}; a model could never answer them")
+        return declared
+
+    @property
     def bodies(self) -> list[str]:
         """The template texts: one for a question, one per line for class texts."""
         body = _strip_header(self.source)
@@ -78,12 +126,16 @@ class PromptTemplate:
             raise SpecError(f"{self.path}: the template tried something the sandbox forbids ({exc})") from None
 
     def render_question(self, *, attribute: str, choices: list[str], labels: list[str],
-                        task: str, meta: dict[str, Any]) -> str:
+                        task: str, meta: dict[str, Any], attributes: list[str] | None = None) -> str:
         if self.kind != "question":
             raise SpecError(f"{self.path}: a {self.kind} template cannot be used as a question prompt; "
                             "pick a question template with --prompt")
-        context = {"attribute": attribute, "choices": choices, "labels": labels,
-                   "task": task, "meta": meta}
+        declared = self.checked_options(attribute, list(labels), task)
+        if declared is not None:
+            choices, labels = list(declared), list(declared.values())
+        context = {"attribute": attribute, "choices": choices, "labels": labels, "task": task,
+                   "meta": meta, "options": {attr: list(words) for attr, words in self.options.items()},
+                   "attributes": attributes or [attribute]}
         return self._render(self.bodies[0], context)
 
     def render_class_texts(self, *, label: str, raw_label: str, attribute: str, task: str) -> list[str]:
@@ -126,12 +178,41 @@ def load_template_file(path: str | Path) -> PromptTemplate:
     kind = meta.get("kind", "question")
     if kind not in TEMPLATE_KINDS:
         raise SpecError(f"{path}: header field 'kind' is {kind!r}; use one of {', '.join(TEMPLATE_KINDS)}")
+    asked = meta.get("attributes")
+    if asked is not None and (not isinstance(asked, list) or not all(isinstance(a, str) for a in asked)):
+        raise SpecError(f"{path}: header field 'attributes' must be a list of attribute names "
+                        f"(e.g. [race6, gender, age5]), got {asked!r}")
     try:
         _ENV.parse(body)
     except TemplateSyntaxError as exc:
         raise SpecError(f"{path}:{exc.lineno}: template syntax error: {exc.message}") from None
+    _check_option_header(path, meta)
     return PromptTemplate(name=path.stem, path=path, source=source, kind=kind,
                           description=str(meta.get("description", "")), metadata=meta)
+
+
+OPTIONS_HELP = ('write `options: {ATTRIBUTE: {"printed word": task label, ...}}` and '
+                '`attributes: [ATTRIBUTE, ...]`')
+
+
+def _check_option_header(path: Path, meta: dict[str, Any]) -> None:
+    """The shape of the `options` and `attributes` header fields (labels are checked at render time)."""
+    options = meta.get("options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise SpecError(f"{path}: header field 'options' must be a mapping; {OPTIONS_HELP}")
+        for attribute, words in options.items():
+            if not isinstance(words, dict) or not words:
+                raise SpecError(f"{path}: options.{attribute} must be a non-empty mapping of printed word "
+                                f"to task label; {OPTIONS_HELP}")
+            bad = [w for w, label in words.items() if not isinstance(w, str) or not isinstance(label, str)]
+            if bad:
+                raise SpecError(f"{path}: options.{attribute}: printed word {bad[0]!r} and its label must "
+                                "both be strings (quote numbers like \"0-9\")")
+    attributes = meta.get("attributes")
+    if attributes is not None and (not isinstance(attributes, list)
+                                   or not all(isinstance(a, str) for a in attributes)):
+        raise SpecError(f"{path}: header field 'attributes' must be a list of attribute names; {OPTIONS_HELP}")
 
 
 def available_templates() -> dict[str, Path]:

@@ -1,17 +1,22 @@
 """task x model x prompt -> a run directory with predictions.jsonl and run.json.
 
 Finished work is never lost: predictions are appended and flushed per batch, and a rerun
-of the same command skips every (sample, attribute) already answered.
+of the same command skips every (sample, attribute) already answered, provided the run
+identity (vlmface.run_record.RunIdentity) is the same; the directory is locked for the whole
+command (vlmface.run_lock), and its path is built from sanitised names and must lie in --out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
 import re
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,19 +25,22 @@ from tqdm import tqdm
 
 from vlmface.asking import Asker, render_prompt
 from vlmface.backends.base import Question
-from vlmface.backends.choice import DEFAULT_CHOICE_SCORE, with_choice_defaults
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import SpecError, VlmfaceError
 from vlmface.engines import EngineConfig, Setup, create_engine
-from vlmface.manifest import RUN_FILE, file_sha256, now, package_versions, read_run, write_json_atomic
-from vlmface.predictions import PREDICTIONS_FILE, Prediction, PredictionWriter, iter_records
+from vlmface.manifest import file_sha256, now, package_versions
+from vlmface.predictions import Prediction, PredictionWriter, iter_records
 from vlmface.prompts import PromptTemplate, load_template
 from vlmface.registry import backend_class, resolve_model
+from vlmface.run_lock import LOCK_FILE, run_lock
+from vlmface.run_record import (PREDICTIONS_FILE, RUN_FILE, OutputError, RunIdentity, Selection, canonical,
+                                identity_conflict, read_run, short_hash, write_atomic, write_run,
+                                write_run_status)
 from vlmface.tasks import TaskSpec, load_task
 
-# Options that change answers, hence the identity of a run (and its directory name).
-IDENTITY_OPTIONS = ("mode", "max_new_tokens", "dtype", "base_url", "chat_format", "prompt_prefix",
-                    "choice_prefix", "choice_score")
+#: an option value shown as is in a directory name (anything else goes into the opts-<hash> part)
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9.+-]{1,24}")
+_MAX_COMPONENT = 120
 
 
 @dataclass
@@ -83,15 +91,21 @@ def shard_of(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sampl
     return samples[index::count]
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_")[:120] or "run"
+def path_component(name: str, what: str) -> str:
+    """`name` as one directory name: runs of other characters become "_", leading and trailing
+    dots and underscores go (so never "..", "." or hidden), a long name is cut and hashed."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._")
+    if not safe:
+        raise SpecError(f"{what} {name!r} cannot name a run directory: use a name with letters or digits")
+    if len(safe) > _MAX_COMPONENT:
+        safe = f"{safe[:_MAX_COMPONENT - 9]}-{short_hash(name)}"
+    return safe
 
 
 def build_questions(task: TaskSpec, style: str, prompt: str | None,
-               attributes: list[str]) -> list[Question]:
+                    attributes: list[str]) -> list[Question]:
     questions = []
     for attribute in attributes:
-        spec = task.attributes[attribute]
         template: PromptTemplate | None = None
         if style != "none":
             name = prompt or task.prompts.for_attribute(style, attribute)
@@ -99,11 +113,34 @@ def build_questions(task: TaskSpec, style: str, prompt: str | None,
                 raise SpecError(f"{task.where}: no default {style} prompt for {attribute!r}; "
                                 f"set prompts.{style} in the spec or pass --prompt")
             template = load_template(name)
-        questions.append(Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels),
-                                  display=dict(spec.display), bins=spec.bin_table(),
-                                  template=template, task=task.name,
-                                  synonyms={k: tuple(v) for k, v in spec.synonyms.items()}))
+        questions.append(question_for(task, attribute, template))
     return questions
+
+
+def question_for(task: TaskSpec, attribute: str, template: PromptTemplate | None) -> Question:
+    """What is asked about `attribute`, and how its answers are read (labels, synonyms, vocabulary)."""
+    spec = task.attributes[attribute]
+    return Question(attribute=attribute, kind=spec.kind, labels=tuple(spec.labels), display=dict(spec.display),
+                    bins=spec.bin_table(), template=template, task=task.name,
+                    synonyms={k: tuple(v) for k, v in spec.synonyms.items()},
+                    vocabulary=task.answer_vocabulary())
+
+
+def prompt_text_sha256(question: Question, style: str, sample: Sample) -> str | None:
+    """sha256 of the exact text the template renders for this question (a question, or the class
+    texts as JSON), or None when the text depends on the sample (the template reads `meta`)."""
+    if style == "question":
+        text = render_prompt(question, sample)
+        try:
+            stand_in = render_prompt(question, Sample(id="stand-in", image=None, labels={},
+                                                      meta=defaultdict(str)))
+        except VlmfaceError:
+            return None
+        return hashlib.sha256(text.encode("utf-8")).hexdigest() if stand_in == text else None
+    if style == "class_texts" and question.kind != "numeric":
+        texts = json.dumps(question.class_texts(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(texts.encode("utf-8")).hexdigest()
+    return None
 
 
 def _check_templates(questions: list[Question], style: str, sample: Sample) -> None:
@@ -128,6 +165,9 @@ class _Run:
         if unknown:
             raise SpecError(f"--attributes: unknown {unknown}; {self.task.name} has {list(self.task.attributes)}")
         self.questions = build_questions(self.task, self.style, config.prompt, attributes)
+        if config.prompt and self.style == "none":
+            load_template(config.prompt)  # unknown names are refused here too, though no prompt is sent
+        self.options = self.backend_cls.resolve_options(self.entry, config.options)
         self.source_name, _ = self.task.source(config.source)
         self.data = load_samples(self.task, config.source, config.data_dir)
         selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
@@ -150,10 +190,26 @@ class _Run:
         run._set_perturbation(perturbation)
         return run
 
+    def _option_parts(self) -> list[str]:
+        """`key-value` per answer-changing option the run sets away from its default (the registry
+        entry's, else the backend's); values that are not short plain words go into one
+        `opts-<hash>` part, so the directory name is unique per identity."""
+        cls = self.backend_cls
+        declared = cls.declared_options()
+        usual = cls.resolve_options(self.entry)
+        changed = {k: v for k, v in cls.check_options(self.config.options).items()
+                   if declared[k].answer_changing and canonical(v) != canonical(usual.get(k))}
+        plain = {k: v for k, v in changed.items()
+                 if not isinstance(v, (dict, list, bool)) and _PLAIN_VALUE.fullmatch(str(v))}
+        parts = [f"{k}-{v}" for k, v in sorted(plain.items())]
+        hashed = {k: v for k, v in changed.items() if k not in plain}
+        if hashed:
+            parts.append(f"opts-{short_hash(hashed)}")
+        return parts
+
     def _variant(self) -> str:
         prompt = self.config.prompt or ("none" if self.style == "none" else "default")
-        extras = [f"{k}-{self.config.options[k]}" for k in IDENTITY_OPTIONS  # defaults leave the name alone
-                  if k != "base_url" and self.config.options.get(k) not in (None, "", "generate", DEFAULT_CHOICE_SCORE)]
+        extras = self._option_parts()
         if self.config.attributes:
             extras.append("attrs-" + "+".join(self.config.attributes))
         if self.config.shard:
@@ -166,34 +222,79 @@ class _Run:
         task_part = self.task.name
         if self.source_name != self.task.default_source:
             task_part += f"@{self.source_name}"
-        return Path(self.config.out) / _safe(task_part) / _safe(self.entry.name) / _safe(self._variant())
+        out = Path(self.config.out)
+        run_dir = (out / path_component(task_part, "task") / path_component(self.entry.name, "model")
+                   / path_component(self._variant(), "prompt"))
+        resolved, root = run_dir.resolve(), out.resolve()
+        if not resolved.is_relative_to(root) or resolved == root:
+            raise VlmfaceError(f"{run_dir} resolves to {resolved}, outside --out {root} (a symbolic link?); "
+                               "choose another --out")
+        return run_dir
 
-    def identity(self) -> dict[str, Any]:
-        identity = {
-            "task": self.task.name,
-            "source": self.source_name,
-            "dataset_fingerprint": self.data.fingerprint,
-            "seed": self.config.seed,
-            "limit": self.config.limit,
-            "model": self.entry.model_dump(),
-            "prompts": {q.attribute: q.template.sha256 if q.template else None for q in self.questions},
-            "options": {k: with_choice_defaults(self.config.options).get(k) for k in IDENTITY_OPTIONS},
-            "shard": list(self.config.shard) if self.config.shard else None,
-        }
-        if self.perturbation is not None:  # absent when clean, so clean runs keep their identity
-            identity["perturbation"] = self.perturbation.describe()
-        return identity
+    def identity(self, backend: dict[str, Any] | None = None) -> RunIdentity:
+        """What this run's answers depend on; `backend`: the loaded backend's identity()."""
+        shard = self.config.shard
+        return RunIdentity(
+            task=self.task.name,
+            task_spec_sha256=file_sha256(self.task.path) if self.task.path else None,
+            source=self.source_name,
+            dataset_fingerprint=self.data.fingerprint,
+            selection=Selection(limit=self.config.limit, seed=self.config.seed, shard=tuple(shard) if shard else None),
+            model=self.entry.model_dump(),
+            options=self.backend_cls.answer_changing_options(self.options),
+            prompts={q.attribute: q.template.sha256 if q.template else None for q in self.questions},
+            perturbation=self.perturbation.describe() if self.perturbation is not None else None,
+            backend=backend)
+
+
+def _previous_identity(run_dir: Path) -> tuple[bool, RunIdentity | None]:
+    """(whether run_dir holds a run record, its identity: None if unreadable or of an older format)."""
+    previous = read_run(run_dir)
+    if previous is None:
+        return False, None
+    return True, RunIdentity.from_record(previous.get("identity"))
+
+
+def _overwrite(run_dir: Path) -> None:
+    """--overwrite: empty exactly this run directory, and only if it is a vlmface run."""
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+    if not entries:
+        return
+    record = None
+    try:
+        record = read_run(run_dir)
+    except VlmfaceError:
+        pass
+    if not isinstance(record, dict) or "identity" not in record:
+        raise VlmfaceError(f"--overwrite: {run_dir} holds no vlmface {RUN_FILE}, so it is not a run directory "
+                           "and nothing was deleted; remove it yourself or choose another --out")
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _prepare_dir(run: _Run) -> None:
-    if run.config.overwrite and run.run_dir.exists():
-        shutil.rmtree(run.run_dir)
-    previous = read_run(run.run_dir)
-    if previous is not None and previous.get("identity") != run.identity():
-        old, new = previous.get("identity", {}), run.identity()
-        differing = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise VlmfaceError(f"{run.run_dir} holds a different run (differs in: {', '.join(differing)}). "
-                           "Pass --overwrite to replace it, or --out to write elsewhere")
+    """Called with the run's lock held: overwrite if asked, else refuse a different run."""
+    if run.config.overwrite:
+        _overwrite(run.run_dir)
+    exists, old = _previous_identity(run.run_dir)
+    if exists:
+        conflict = identity_conflict(run.run_dir, old.without_backend() if old else None, run.identity())
+        if conflict:
+            raise VlmfaceError(conflict)
+
+
+def _check_backend_identity(run: _Run, setup: Setup) -> None:
+    """Once the model is loaded, before anything is written: the backend's own identity too."""
+    exists, old = _previous_identity(run.run_dir)
+    if exists and old is not None and old.backend is not None:
+        conflict = identity_conflict(run.run_dir, old, run.identity(setup.identity))
+        if conflict:
+            raise VlmfaceError(conflict)
+
+
 
 
 def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
@@ -203,9 +304,7 @@ def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
     records = list(iter_records(path))
     if retry_errors and any(r["status"] == "error" for r in records):
         kept = [r for r in records if r["status"] != "error"]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(Prediction(**r).to_json() + "\n" for r in kept), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, "".join(Prediction(**r).to_json() + "\n" for r in kept))
         records = kept
     return {(r["sample_id"], r["attribute"]) for r in records}
 
@@ -213,7 +312,7 @@ def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
 def _manifest(run: _Run, setup: Setup) -> dict:
     unsupported = setup.unsupported
     return {
-        "identity": run.identity(),
+        "identity": run.identity(setup.identity).record(),
         "task": run.task.name,
         "task_spec": str(run.task.path),
         "task_spec_sha256": file_sha256(run.task.path) if run.task.path else None,
@@ -234,10 +333,14 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "backend": run.entry.backend,
         "model_identity": setup.identity,
         "engine": run.config.engine,
-        "options": run.config.options,
+        "options": canonical(run.options),
         "prompt": run.config.prompt,
+        "split": run.task.source(run.source_name)[1].split,
+        "prompt_style": run.style,
         "templates": {q.attribute: {"name": q.template.name, "path": str(q.template.path),
-                                    "sha256": q.template.sha256} if q.template else None
+                                    "sha256": q.template.sha256,
+                                    "text_sha256": prompt_text_sha256(q, run.style, run.samples[0])}
+                      if q.template else None
                       for q in run.questions},
         "attributes": {q.attribute: {"kind": q.kind, "labels": list(q.labels)}
                        for q in run.questions if q.attribute not in unsupported},
@@ -270,8 +373,15 @@ def evaluate_perturbed(config: EvalConfig, perturbations: list[Any]) -> list[Run
 
 
 def _evaluate_runs(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
-    for run in runs:  # every directory conflict is reported before a model is loaded
-        _prepare_dir(run)
+    with contextlib.ExitStack() as locks:
+        for run in runs:
+            locks.enter_context(run_lock(run.run_dir, "eval", create=True))
+        for run in runs:  # every directory conflict is reported before a model is loaded
+            _prepare_dir(run)
+        return _evaluate_locked(config, runs)
+
+
+def _evaluate_locked(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
     first = runs[0]
     cache_dir = None if config.cache_dir is False else Path(config.cache_dir or Path(config.out) / ".cache")
     options = {"batch_size": first.batch_size, "cache_dir": cache_dir, **config.options}
@@ -301,6 +411,8 @@ def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Ru
         if not setup.questions:
             raise VlmfaceError(f"{runs[0].entry.name} can answer none of the attributes asked "
                                f"({', '.join(q.attribute for q in runs[0].questions)})")
+        for run in runs:
+            _check_backend_identity(run, setup)
         for index, run in enumerate(runs):
             before = engine.summary() if index else None  # counters so far, to split them per run
             finished = _finished(run.run_dir, retry_errors)
@@ -310,7 +422,7 @@ def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Ru
             if previous.get("backend_summary"):
                 manifest["backend_summary"] = previous["backend_summary"]
             manifest["status"] = "running"
-            write_json_atomic(run.run_dir / RUN_FILE, manifest)
+            write_run(run.run_dir, manifest)
             done.append((run, _execute(run, engine, setup.questions, finished, manifest, before), setup))
     finally:
         engine.close()
@@ -323,6 +435,27 @@ def _note(message: str) -> None:
 
 def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
              manifest: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, int]:
+    """Answer what is left and record how it ended: complete, interrupted, or failed (a file of
+    the run could not be written: one OutputError line, finished predictions kept)."""
+    try:
+        return _answer_pending(run, engine, questions, done, manifest, before)
+    except BaseException as exc:
+        failed = isinstance(exc, OutputError)
+        manifest.update(status="failed" if failed else "interrupted", updated=now(),
+                        backend_summary=_accumulate(manifest.get("backend_summary"),
+                                                    _since(before, engine.summary())))
+        if failed:
+            manifest["error"] = str(exc)
+        saved = write_run_status(run.run_dir, manifest)
+        if failed:
+            raise OutputError(f"{exc}; {'' if saved else f'{RUN_FILE} could not be updated either; '}"
+                              "the finished predictions are kept: free space (or make the folder "
+                              "writable) and rerun the same command to resume") from None
+        raise
+
+
+def _answer_pending(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
+                    manifest: dict[str, Any], before: dict[str, Any] | None) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
     counts: Counter[str] = Counter()
@@ -330,21 +463,14 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
                  desc=f"{run.task.name}/{run.entry.name}") as bar:
-        try:
-            for n_samples, predictions in engine.batches(pending, todo):
-                if run.perturbation is not None:
-                    for prediction in predictions:
-                        prediction.perturbation = run.perturbation.name
-                        prediction.level = run.perturbation.level
-                writer.write_batch(predictions)
-                counts.update(p.status for p in predictions)
-                bar.update(n_samples)
-        except BaseException:
-            manifest.update(status="interrupted", updated=now(),
-                            backend_summary=_accumulate(manifest.get("backend_summary"),
-                                                        _since(before, engine.summary())))
-            write_json_atomic(run.run_dir / RUN_FILE, manifest)
-            raise
+        for n_samples, predictions in engine.batches(pending, todo):
+            if run.perturbation is not None:
+                for prediction in predictions:
+                    prediction.perturbation = run.perturbation.name
+                    prediction.level = run.perturbation.level
+            writer.write_batch(predictions)
+            counts.update(p.status for p in predictions)
+            bar.update(n_samples)
     seconds = time.perf_counter() - started
     summary = _since(before, engine.summary())
     if summary:
@@ -356,7 +482,7 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
         "new_predictions": sum(counts.values()), **dict(totals)},
         timings={"seconds": round(seconds, 3),
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
-    write_json_atomic(run.run_dir / RUN_FILE, manifest)
+    write_run(run.run_dir, manifest)
     return dict(counts)
 
 

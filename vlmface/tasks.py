@@ -120,7 +120,10 @@ class TaskSpec(_Strict):
     group_columns: list[str] = Field(default_factory=list)
     evaluate: list[str] = Field(default_factory=list)  # default: every attribute
     prompts: PromptDefaults = Field(default_factory=PromptDefaults)
+    #: the answer vocabulary (vocabularies/NAME.yaml, or a path relative to this spec) the parser uses
+    vocabulary: str | None = None
     #: named perturbation sets, each as in perturbations/*.yaml; `--perturb NAME` finds them first
+    #: (validated by vlmface.perturb.spec.task_perturbation_set when used, and by `vlmface validate`)
     perturbations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 
@@ -143,15 +146,15 @@ class TaskSpec(_Strict):
                 self._check_derivation(name, attr)
         for source_name, source in self.sources.items():
             self._check_source(source_name, source)
-        for name in self.perturbations:
-            self.perturbation_set(name)  # raises SpecError naming perturbations.NAME
+        if self.vocabulary:
+            self.answer_vocabulary()  # raises SpecError naming the vocabulary
         return self
 
-    def perturbation_set(self, name: str):
-        """The task's own perturbation set `name`, validated like a perturbations/*.yaml file."""
-        from vlmface.perturb.spec import perturbation_set
+    def answer_vocabulary(self):
+        """The vocabulary the answers of this task are parsed with (None: the labels' own names)."""
+        from vlmface.vocabulary import load_vocabulary
 
-        return perturbation_set(self.perturbations[name], name, f"{self.where}: perturbations.{name}", self.path)
+        return load_vocabulary(self.vocabulary, self.path) if self.vocabulary else None
 
     def _check_derivation(self, name: str, attr: AttributeSpec) -> None:
         parent = self.attributes.get(attr.derive.from_)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from vlmface.errors import VlmfaceError
-from vlmface.perturb.spec import available_perturbations, load_perturbations
+from vlmface.perturb.spec import available_perturbations, load_perturbations, task_perturbation_set
 from vlmface.probes import available_probes, load_probe
 from vlmface.prompts import available_templates, load_template, load_template_file
 from vlmface.registry import load_registry
@@ -37,6 +37,11 @@ def _validate_task(name: str) -> list[str]:
                                       spec.labels or ["30"])
             except VlmfaceError as exc:
                 problems.append(f"{task.where}: prompts.{style} for {attribute!r}: {exc}")
+    for set_name in task.perturbations:
+        try:
+            task_perturbation_set(task, set_name)
+        except VlmfaceError as exc:
+            problems.append(str(exc))
     return problems
 
 

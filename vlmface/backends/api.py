@@ -4,9 +4,9 @@ One request per query (image as a JPEG data URL + the rendered prompt), sent con
 an event loop of the backend's own (a thread, so the backend also works where a loop already
 runs, e.g. in Jupyter). Identical requests (same endpoint, model, messages, params; e.g. one
 JSON prompt asking three attributes) are sent once and their answer shared; every answer is
-cached on disk under `cache_dir/api`, so a rerun never pays twice. Answers go through
-vlmface.parse; a refusal by the API itself (finish_reason "content_filter", a content-policy
-400) is status "refused".
+cached on disk under `cache_dir/api`, so a rerun never pays twice. Answers are returned as raw
+text (vlmface.interpret parses them); a refusal by the API itself (finish_reason
+"content_filter", a content-policy 400) is status "refused".
 
 The key is read from the environment variable named by `api_key_env` and lives only in the
 client: it is never an option, never written, and redacted from every message kept.
@@ -35,21 +35,43 @@ from vlmface.backends.api_choice import choice_from_top, choice_params, no_logpr
 from vlmface.backends.api_request import ChatRequest, ImageEncoding, jpeg_data_url, pixel_sha256
 from vlmface.backends.api_transport import Failed, FatalAPIError, Reply, RetryPolicy, Transport
 from vlmface.backends.api_usage import Ledger, Prices
-from vlmface.backends.base import Answer, Backend, Query, Question
-from vlmface.backends.choice import choice_score
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_score
 from vlmface.errors import BackendError
-from vlmface.parse import parse_answer
 from vlmface.response_cache import ResponseCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULTS: dict[str, Any] = {
-    "api_key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout": 60.0, "max_retries": 6,
-    "retry_base_delay": 1.0, "retry_max_delay": 60.0, "image_max_side": 512, "jpeg_quality": 90,
-    "temperature": 0.0, "max_tokens_param": "max_tokens", "image_tokens_estimate": 1500,
-}
 DEFAULT_MAX_TOKENS = 64
+OPTIONS: dict[str, Option] = {
+    # answer-changing: part of the run identity
+    "mode": Option(str, "generate", True, "generate (free text) or choice (one-token labels scored from the "
+                   "API's top_logprobs; see api_choice.py)"),
+    **CHOICE_OPTIONS,
+    "base_url": Option(str, None, True, "OpenAI-compatible endpoint (default: OpenAI's)"),
+    "model": Option(str, None, True, "served model name (default: the entry's weights, else the server's first)"),
+    "temperature": Option(float, 0.0, True, "sampling temperature"),
+    "max_new_tokens": Option(int, None, True, f"answer budget (default: the template's, else {DEFAULT_MAX_TOKENS})"),
+    "system_prompt": Option(str, None, True, "a system message before the question (default: the template's)"),
+    "request_params": Option(dict, None, True, "extra create() arguments, e.g. {seed: 0}"),
+    "image_max_side": Option(int, 512, True, "longest image side sent, in pixels"),
+    "jpeg_quality": Option(int, 90, True, "JPEG quality of the image sent (1-100)"),
+    "image_detail": Option(str, None, True, "low, high or auto (default: the API's)"),
+    # how requests are sent and paid for: not part of the identity
+    "api_key_env": Option(str, "OPENAI_API_KEY", False, "environment variable holding the key"),
+    "api_key_optional": Option(bool, False, False, "servers without auth: send a dummy key if the variable is unset"),
+    "concurrency": Option(int, 8, False, "requests in flight"),
+    "timeout": Option(float, 60.0, False, "seconds per request before a retry"),
+    "max_retries": Option(int, 6, False, "retries on 429/5xx/timeouts/connection errors"),
+    "retry_base_delay": Option(float, 1.0, False, "seconds before the first retry (doubling after)"),
+    "retry_max_delay": Option(float, 60.0, False, "longest wait between retries, in seconds"),
+    "max_cost": Option(float, None, False, "stop before this command spends more than USD (default: no cap)"),
+    "prices": Option(dict, None, False, "{input: USD, output: USD} per million tokens"),
+    "max_tokens_param": Option(str, "max_tokens", False, "name of the answer-budget request parameter"),
+    "image_tokens_estimate": Option(int, 1500, False, "tokens per image assumed for --max-cost before a reply"),
+    "cache": Option(bool, True, False, "cache answers on disk under cache_dir/api"),
+}
 _UNSENT = object()  # a request the budget (or a fatal error) kept from being sent
 
 
@@ -85,14 +107,18 @@ class _LoopThread:
 class APIBackend(Backend):
     prompt_style = "question"
     default_batch_size = 64  # samples per batch: enough requests in flight for the concurrency
+    options_schema = OPTIONS
 
-    def __init__(self, entry, options: dict[str, Any] | None = None):
-        given = {k: v for k, v in (options or {}).items() if v is not None}
-        super().__init__(entry, {**DEFAULTS, **entry.options, **given})
-        opts = self.options
-        if "api_key" in opts:
+    @classmethod
+    def check_options(cls, options: dict[str, Any], where: str = "--option") -> dict[str, Any]:
+        if "api_key" in options:
             raise BackendError("never pass the API key as an option (it would be written to run.json): "
                                "export it and name the variable with --api-key-env NAME")
+        return super().check_options(options, where)
+
+    def __init__(self, entry, options: dict[str, Any] | None = None):
+        super().__init__(entry, options)
+        opts = self.options
         self.mode = str(opts.get("mode") or "generate")
         if self.mode not in ("generate", "choice"):
             raise BackendError(f"model {entry.name!r}: the api backend has modes generate and choice "
@@ -153,7 +179,8 @@ class APIBackend(Backend):
                              base_delay=_float(self.options, "retry_base_delay"),
                              max_delay=_float(self.options, "retry_max_delay"))
         return Transport(client, policy, timeout=_float(self.options, "timeout"),
-                         concurrency=_int(self.options, "concurrency", 1), redact=self.redact)
+                         concurrency=_int(self.options, "concurrency", 1), redact=self.redact,
+                         key_env=self.key_env)
 
     def redact(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if len(self._key) >= 6 else text
@@ -161,6 +188,16 @@ class APIBackend(Backend):
     @property
     def endpoint(self) -> str:
         return self.redact(str(self.transport.client.base_url)).rstrip("/")
+
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        opts = cls.resolve_options(entry, options)
+        encoding = ImageEncoding(max_side=_int(opts, "image_max_side", 16),
+                                 quality=_int(opts, "jpeg_quality", 1, 100), detail=opts.get("image_detail"))
+        request = ChatRequest(model=str(opts.get("model") or entry.weights or ""), prompt=_prompt_text(query),
+                              image=query.image, image_sha256="", encoding=encoding, params={},
+                              system=_system_prompt(opts, query))
+        return {"messages": request._messages("<the image, as a JPEG data URL>")}
 
     # ----- facts for run.json -------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -249,8 +286,7 @@ class APIBackend(Backend):
                 params.setdefault("temperature", float(self.options["temperature"]))
             requests.append(ChatRequest(model=self.model, prompt=_prompt_text(query), image=query.image,
                                         image_sha256=image_hash, encoding=self.encoding, params=params,
-                                        system=self.options.get("system_prompt") or meta.get("system_prompt"),
-                                        endpoint=self.endpoint))
+                                        system=_system_prompt(self.options, query), endpoint=self.endpoint))
         return requests
 
     async def _resolve_all(self, requests: list[ChatRequest]) -> dict[str, tuple[Any, str]]:
@@ -321,9 +357,7 @@ class APIBackend(Backend):
             return Answer(label=None, status="refused", raw=result.text, extra={**extra, "api_refusal": result.refusal})
         if self.mode == "choice":
             return self._choose(question, result, extra)
-        parsed = parse_answer(result.text, question)
-        parsed.extra = {**(parsed.extra or {}), **extra}
-        return parsed
+        return Answer(label=None, status="ok", raw=result.text, extra=extra)
 
     def _choose(self, question: Question, result: Reply, extra: dict[str, Any]) -> Answer:
         if result.top_logprobs is None:
@@ -347,6 +381,11 @@ class APIBackend(Backend):
             log.debug("closing the API client failed: %s", exc)
         finally:
             self._loop.close()
+
+
+def _system_prompt(options: dict[str, Any], query: Query) -> str | None:
+    meta = query.question.template.metadata if query.question.template else {}
+    return options.get("system_prompt") or meta.get("system_prompt")
 
 
 def _prompt_text(query: Query) -> str:

@@ -138,8 +138,9 @@ class Transport:
     """Sends requests through an AsyncOpenAI client, at most `concurrency` at a time."""
 
     def __init__(self, client: Any, policy: RetryPolicy, timeout: float, concurrency: int,
-                 redact: Callable[[str], str], seed: int | None = None):
+                 redact: Callable[[str], str], seed: int | None = None, key_env: str | None = None):
         self.client = client
+        self.key_env = key_env  # the environment variable the key came from, named on 401/403
         self.policy = policy
         self.timeout = timeout
         self.redact = redact
@@ -206,6 +207,10 @@ class Transport:
         if status in (400, 422) and (_POLICY.search(message) or _POLICY.search(str(getattr(exc, "code", "")))):
             return Reply(text=message, refusal="content_policy", prompt_tokens=0, completion_tokens=0)
         if status in _FATAL_STATUS:
+            fix = ""
+            if status in (401, 403) and self.key_env:
+                fix = (f"; the key comes from the environment variable {self.key_env}: export the right key "
+                       "there, or name another variable with --api-key-env NAME")
             raise FatalAPIError(f"HTTP {status} from {self.redact(str(self.client.base_url))}: "
-                                f"{_FATAL_STATUS[status]} ({message})")
+                                f"{_FATAL_STATUS[status]} ({message}){fix}")
         return Failed(f"HTTP {status}: {message}", 1)

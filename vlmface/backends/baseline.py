@@ -68,13 +68,8 @@ class BaselineBackend(Backend):
         confidence = face["gender"]["confidence"] / 100.0
         raw = (f"gender={gender} ({face['gender']['confidence']}%), age={face['age']['value']} "
                f"({face['age']['confidence']}%), box={face['face']}")
-        if question.kind == "numeric":
-            return Answer(label=age, raw=raw)
-        if question.kind == "ordinal":
-            label = question.label_for_value(age)
-            if label is None:
-                return Answer(label=None, status="invalid", raw=raw)
-            return Answer(label=label, raw=raw)
+        if question.kind in ("numeric", "ordinal"):
+            return Answer(label=None, raw=raw, value=age)  # vlmface.interpret bins it for an ordinal one
         labels = _gender_labels(question)
         other = next(word for word in labels if word != gender)
         return Answer(label=labels[gender], raw=raw,

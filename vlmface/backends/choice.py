@@ -10,8 +10,9 @@ api runs of the same model and prompt give the same answer and the same probabil
 - option `choice_score` (part of the run identity) turns token log-probabilities into one
   score per label: "sum" (default; the log-likelihood of the whole label) or "mean" (per
   token, so long labels are not penalised for their length);
-- the answer is the label with the highest score; `probs` is the softmax of the scores over
-  the labels, `extra["loglik"]` the summed log-likelihoods and `extra["n_tokens"]` the lengths.
+- the backend returns the scores (`Answer.scores`); the interpretation step (vlmface.interpret)
+  takes the argmax as the answer and the softmax over the labels as `probs`; `extra["loglik"]`
+  keeps the summed log-likelihoods and `extra["n_tokens"]` the label lengths.
 
 Mode `constrained` (vllm only) is a different computation: greedy decoding restricted to
 the label strings, token by token, with no probabilities. It can pick a different label.
@@ -23,11 +24,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from vlmface.backends.base import Answer
+from vlmface.backends.base import Answer, Option
 from vlmface.errors import BackendError
 
 CHOICE_SCORES = ("sum", "mean")
 DEFAULT_CHOICE_SCORE = "sum"
+
+#: the choice options of every backend that has the mode (part of its options_schema)
+CHOICE_OPTIONS: dict[str, Option] = {
+    "choice_score": Option(str, DEFAULT_CHOICE_SCORE, True,
+                           "choice mode: sum (default; the label's log-likelihood) or mean (per token)"),
+    "choice_prefix": Option(str, None, True, "choice mode: text between the prompt and each label (default: none)"),
+}
 
 
 def choice_score(options: dict[str, Any]) -> str:
@@ -37,13 +45,6 @@ def choice_score(options: dict[str, Any]) -> str:
         raise BackendError(f"option choice_score={rule!r}: use one of {', '.join(CHOICE_SCORES)} "
                            f"(default {DEFAULT_CHOICE_SCORE})")
     return rule
-
-
-def with_choice_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    """The options with the effective rule filled in for choice runs (so a run that leaves
-    choice_score out and one that says "sum" have the same identity), None otherwise."""
-    choice = options.get("mode") == "choice"
-    return {**options, "choice_score": choice_score(options) if choice else None}
 
 
 def label_token_ids(tokenizer: Any, choices: Sequence[str], prefix: str = "") -> list[list[int]]:
@@ -65,22 +66,14 @@ def label_scores(token_logprobs: Sequence[Sequence[float]], rule: str) -> list[f
     return sums
 
 
-def softmax(scores: Sequence[float]) -> list[float]:
-    top = max(scores)
-    weights = [math.exp(s - top) for s in scores]
-    total = math.fsum(weights)
-    return [w / total for w in weights]
-
-
 def choice_answer(labels: Sequence[str], token_logprobs: Sequence[Sequence[float]], rule: str) -> Answer:
-    """The answer of one query: argmax label, softmax probabilities, raw log-likelihoods."""
+    """The raw answer of one query: per-label scores under `rule` (vlmface.interpret takes the
+    argmax and the softmax), and the summed log-likelihoods."""
     if len(labels) != len(token_logprobs) or any(not tokens for tokens in token_logprobs):
         raise BackendError(f"choice mode: got log-probabilities for {len(token_logprobs)} labels, "
                            f"expected one non-empty list for each of {len(labels)}")
     scores = label_scores(token_logprobs, rule)
-    probs = softmax(scores)
-    best = labels[max(range(len(scores)), key=scores.__getitem__)]
-    return Answer(label=best, status="ok", raw=None, probs=dict(zip(labels, probs)),
+    return Answer(label=None, status="ok", raw=None, scores=dict(zip(labels, scores)),
                   extra={"loglik": {label: math.fsum(t) for label, t in zip(labels, token_logprobs)},
                          "n_tokens": {label: len(t) for label, t in zip(labels, token_logprobs)},
                          "choice_score": rule})

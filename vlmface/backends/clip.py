@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vlmface.backends import clip_zeroshot as zs
-from vlmface.backends.base import Answer, Backend, Query, Question
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.backends.clip_models import load_encoder, parse_spec, resolve_device, resolve_dtype
 from vlmface.embedding_cache import EmbeddingCache, image_digest
 
@@ -57,6 +57,10 @@ def _question_key(question: Question) -> tuple:
 
 class ClipBackend(Backend):
     prompt_style = "class_texts"
+    options_schema = {
+        "dtype": Option(str, None, True, "fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)"),
+        "impl": Option(str, None, True, "open_clip or transformers (default: from the weights)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
@@ -367,15 +371,21 @@ class ClipBackend(Backend):
                        "unaffected, but these images will be encoded again next run")
 
     def _classify(self, head: _Head, image_vectors: np.ndarray) -> list[Answer]:
+        """Per image: each label's log-probability (softmax models) or log-sigmoid (SigLIP) as
+        `scores`, and the probabilities; vlmface.interpret takes the label (the argmax)."""
         bias = self.encoder.logit_bias
         z = zs.logits(image_vectors, head.weights, self.encoder.logit_scale, bias)
         probs, sigmoid = zs.probs_from_logits(z, sigmoid=bias is not None)
+        z64 = z.astype(np.float64)
+        if bias is None:
+            log_scores = z64 - np.logaddexp.reduce(z64, axis=-1, keepdims=True)
+        else:
+            log_scores = zs.log_sigmoid(z64)
         answers = []
         for row, p in enumerate(probs):
-            # argmax on logits: saturated sigmoids can tie after renormalisation, logits do not
-            label = head.labels[int(np.argmax(z[row]))]
             extra = None if sigmoid is None else {"sigmoid": dict(zip(head.labels, map(float, sigmoid[row])))}
-            answers.append(Answer(label=label, status="ok", raw=None,
+            scores = dict(zip(head.labels, map(float, log_scores[row])))
+            answers.append(Answer(label=None, status="ok", raw=None, scores=scores,
                                   probs=dict(zip(head.labels, map(float, p))), extra=extra))
         return answers
 

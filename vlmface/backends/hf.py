@@ -2,12 +2,12 @@
 
 Two answer modes (`options.mode`):
 - "generate" (default): batched greedy decoding with left padding (right padding for
-  encoder-decoder models, whose encoder positions must start at 0); the text goes through
-  vlmface.parse, so an answer is a label, "invalid" or "refused".
+  encoder-decoder models, whose encoder positions must start at 0); the raw text is returned
+  and vlmface.interpret parses it into a label, "invalid" or "refused".
 - "choice": each label's display name is scored as a continuation of the prompt and image
   with the rule shared by every backend (vlmface.backends.choice: summed token log-likelihood,
-  or per-token mean with `choice_score: mean`); the argmax is the answer and the softmax over
-  labels is saved in Answer.probs. One prefill per query, then the prefill cache is repeated
+  or per-token mean with `choice_score: mean`), returned in Answer.scores (vlmface.interpret
+  takes the argmax and the softmax). One prefill per query, then the prefill cache is repeated
   once per label, so the image is encoded once. (Constrained decoding, mode "constrained", is
   vllm only.)
 
@@ -26,12 +26,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from vlmface.backends.base import Answer, Backend, Query, Question
-from vlmface.backends.choice import choice_answer, choice_score, label_token_ids
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_answer, choice_score, label_token_ids
 from vlmface.backends.hf_loading import load
-from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
+from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
-from vlmface.parse import parse_answer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,14 @@ log = logging.getLogger(__name__)
 
 class HFBackend(Backend):
     prompt_style = "question"
+    options_schema = {
+        **PROMPT_OPTIONS,
+        **CHOICE_OPTIONS,
+        "model_class": Option(str, None, True, "the transformers class to load (default: from the config)"),
+        "attn_implementation": Option(str, None, False, "eager, sdpa, flash_attention_2 (default: transformers')"),
+        "device_map": Option(str | dict, None, False, "accelerate device map (default: one device)"),
+        "hf_cache_dir": Option(str, None, False, "where hub weights are cached (default: the HF cache)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
@@ -58,6 +65,16 @@ class HFBackend(Backend):
         self.prompts = PromptFormatter(self.processor, self.loaded.model_type, self.options)
 
     # ----- facts for run.json -------------------------------------------------------------
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        from vlmface.backends.hf_loading import load_processor
+
+        opts = cls.resolve_options(entry, options)
+        processor, config = load_processor(entry.weights, revision=entry.revision,
+                                           trust_remote_code=entry.trust_remote_code)
+        formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), opts)
+        return {"model_input": formatter.format(query)}
+
     def identity(self) -> dict[str, Any]:
         return {"backend": "hf", "weights": self.entry.weights, "revision": self.entry.revision,
                 "model_type": self.loaded.model_type, "dtype": str(self.loaded.dtype).removeprefix("torch."),
@@ -166,8 +183,7 @@ class HFBackend(Backend):
         return [text.strip() for text in self.processor.batch_decode(new, skip_special_tokens=True)]
 
     def _generate(self, queries: list[Query]) -> list[Answer]:
-        texts = self.generate_texts(queries)
-        return [parse_answer(text, query.question) for text, query in zip(texts, queries)]
+        return [Answer(label=None, status="ok", raw=text) for text in self.generate_texts(queries)]
 
     # ----- choice mode (the scoring rule: vlmface.backends.choice) ----------------------
     def continuations(self, question: Question) -> list[list[int]]:

@@ -12,10 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlmface.backends.base import Query, Question
+from vlmface.backends.base import Option, Query, Question
 from vlmface.errors import BackendError
 
 DEFAULT_MAX_NEW_TOKENS = 32
+
+#: options read here, shared by the hf and vllm backends (their options_schema includes these)
+PROMPT_OPTIONS: dict[str, Option] = {
+    "mode": Option(str, "generate", True, "answer mode: generate (free text, parsed), choice (label "
+                   "log-likelihood) or constrained (decoding restricted to the labels; vllm only)"),
+    "max_new_tokens": Option(int, None, True, f"generation budget (default: the template's, else {DEFAULT_MAX_NEW_TOKENS})"),
+    "chat_format": Option(str, None, True, "auto | chat | raw (default: the template header's, else auto)"),
+    "prompt_prefix": Option(str, None, True, "text put before the question (default: the template header's, else none)"),
+    "system_prompt": Option(str, None, True, "a system turn before the question (default: none)"),
+    "dtype": Option(str, None, True, "fp32, fp16 or bf16 (default: the model's)"),
+}
 #: processors that put the image tokens into the text themselves
 ADDS_IMAGE_TOKEN = {"florence2"}
 #: processors that want the image token glued to the prompt (no newline after it)

@@ -4,13 +4,14 @@ Every query of a batch goes to the engine in one `generate` call (vLLM schedules
 so give this backend big batches). Prompts are built exactly as in the hf backend (the same
 processor chat template or raw prompt, see hf_prompts.py) and sent with the image as
 `multi_modal_data`. Modes (`options.mode`):
-- "generate" (default): greedy free text, parsed by vlmface.parse;
+- "generate" (default): greedy free text, returned raw (vlmface.interpret parses it);
 - "choice": label log-likelihood, the same computation as the hf backend's choice mode
   (prompt log-probabilities of each label continuation, see vllm_choice.py; scoring rule
-  `choice_score`, vlmface.backends.choice), probabilities saved; one request per label;
+  `choice_score`, vlmface.backends.choice), returned as Answer.scores; one request per label;
 - "constrained": decoding restricted to the label set by structured outputs
   (`StructuredOutputsParams(choice=display names)`): token by token, so it can pick another
-  label than "choice" does, and it saves no probabilities.
+  label than "choice" does, and it saves no probabilities (answers marked `constrained` for
+  vlmface.interpret).
 
 Options: mode, choice_score, choice_prefix, dtype, max_new_tokens, chat_format, prompt_prefix, system_prompt,
 tensor_parallel_size, data_parallel_size, max_model_len, gpu_memory_utilization, seed,
@@ -26,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.backends import vllm_choice
-from vlmface.backends.base import Answer, Backend, Query, Question
-from vlmface.backends.choice import choice_answer, choice_score, label_token_ids
+from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_answer, choice_score, label_token_ids
 from vlmface.backends.hf_loading import DTYPES, load_processor
-from vlmface.backends.hf_prompts import PromptFormatter, answer_mode
+from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
-from vlmface.parse import parse_answer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 class VLLMBackend(Backend):
     prompt_style = "question"
     default_batch_size = 512  # vLLM schedules its own batches: hand it many requests at once
+    options_schema = {
+        **PROMPT_OPTIONS,
+        **CHOICE_OPTIONS,
+        "seed": Option(int, 0, True, "the engine's sampling seed"),
+        "engine_args": Option(dict, None, True, "extra vllm.LLM arguments, passed as is"),
+        "tensor_parallel_size": Option(int, 1, False, "GPUs per model replica"),
+        "data_parallel_size": Option(int, 1, False, "model replicas"),
+        "max_model_len": Option(int, None, False, "context length (default: the model's)"),
+        "gpu_memory_utilization": Option(float, None, False, "share of GPU memory vLLM may take (default: vLLM's)"),
+    }
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
@@ -75,6 +85,16 @@ class VLLMBackend(Backend):
                 args[key] = opts[key]
         args.update(opts.get("engine_args") or {})
         return args
+
+    @classmethod
+    def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+        from vlmface.backends.hf_loading import load_processor
+
+        opts = cls.resolve_options(entry, options)
+        processor, config = load_processor(entry.weights, revision=entry.revision,
+                                           trust_remote_code=entry.trust_remote_code)
+        formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), opts)
+        return {"model_input": formatter.format(query)}
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "vllm", "weights": self.entry.weights, "revision": self.entry.revision,
@@ -122,7 +142,7 @@ class VLLMBackend(Backend):
             except Exception as exc:
                 answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
         for (i, _, _), text in zip(todo, self._generate(todo)):
-            answers[i] = text if isinstance(text, Answer) else self._to_answer(text, queries[i].question)
+            answers[i] = text if isinstance(text, Answer) else self._to_answer(text)
         return answers  # type: ignore[return-value]
 
     def _choose(self, queries: list[Query]) -> list[Answer]:
@@ -170,12 +190,10 @@ class VLLMBackend(Backend):
             log.warning("vLLM batch of %d failed (%s); retrying one request at a time", len(todo), exc)
             return [self._generate([item], text)[0] for item in todo]
 
-    def _to_answer(self, text: str, question: Question) -> Answer:
-        if self.mode == "constrained":
-            by_name = {question.display_name(label): label for label in question.labels}
-            if text.strip() in by_name:
-                return Answer(label=by_name[text.strip()], status="ok", raw=text, extra={"parse": "constrained"})
-        return parse_answer(text, question)
+    def _to_answer(self, text: str) -> Answer:
+        """The raw text; in constrained mode marked as decoded from the label names only."""
+        marked = {"constrained": True} if self.mode == "constrained" else None
+        return Answer(label=None, status="ok", raw=text, extra=marked)
 
     def close(self) -> None:
         self.llm = None

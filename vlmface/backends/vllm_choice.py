@@ -16,6 +16,13 @@ times the prefill of one generate request. (vLLM's multimodal processor cache st
 image's preprocessing once per image.) Reading the cache up to the label, with
 `prompt_logprob_start` + `prompt_logprob_token_ids`, is a possible speed-up not done here.
 
+Equivalence with the hf backend (tests/test_vllm_cpu_choice.py, vLLM 0.32 CPU): a tiny LLaVA
+gives the same log-likelihoods to 1e-6. PaliGemma does not yet: for a token prompt vLLM inserts
+the image tokens and BOS itself and appends "\n" after the whole prompt, so the label does not
+follow the "\n" that the transformers processor puts after the question, and the raw prompt's
+literal <image> token stays in (tiny PaliGemma: log-likelihoods differ by up to 0.11 nats,
+probabilities by < 1e-4). Check such models with `vlmface compare` before trusting vllm choice.
+
 The one place that reads vLLM's outputs is `label_token_logprobs`; the tests fake the engine
 at this boundary.
 """

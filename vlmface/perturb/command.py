@@ -27,13 +27,13 @@ def run_sweep(config: Any, spec_name: str, only: str | None = None, examples: in
     from vlmface.perturb.apply import perturbations_of
     from vlmface.perturb.analysis import OUT_DIR, analyze_sweep, format_robustness
     from vlmface.perturb.runs import find_sweeps
-    from vlmface.perturb.spec import load_perturbations
+    from vlmface.perturb.spec import load_perturbations, task_perturbation_set
     from vlmface.runner import evaluate_perturbed
     from vlmface.scoring.settings import ScoreSettings
     from vlmface.tasks import load_task
 
     task = load_task(config.task)
-    spec = task.perturbation_set(spec_name) if spec_name in task.perturbations else load_perturbations(spec_name)
+    spec = task_perturbation_set(task, spec_name) if spec_name in task.perturbations else load_perturbations(spec_name)
     perturbations = perturbations_of(spec, only.split(",") if only else None)
     results = evaluate_perturbed(config, [None, *perturbations])
     clean = results[0].run_dir

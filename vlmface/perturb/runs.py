@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.errors import VlmfaceError
-from vlmface.manifest import RUN_FILE, read_run
+from vlmface.run_record import RUN_FILE, read_run
 
 
 @dataclass

@@ -235,6 +235,15 @@ def perturbation_set(raw: dict, name: str, where: str, path: Path | None = None)
         raise SpecError(_format_error(where, exc)) from None
 
 
+def task_perturbation_set(task, name: str) -> PerturbationSet:
+    """A task spec's own perturbation set `name` (its `perturbations:` block), validated like a
+    perturbations/*.yaml file; errors name the task file and perturbations.NAME."""
+    if name not in task.perturbations:
+        raise SpecError(f"{task.where}: no perturbation set {name!r}; it declares "
+                        f"{', '.join(task.perturbations) or 'none'}")
+    return perturbation_set(task.perturbations[name], name, f"{task.where}: perturbations.{name}", task.path)
+
+
 def perturbation_dirs() -> list[Path]:
     """$VLMFACE_PERTURBATIONS (os.pathsep-separated), then ./perturbations, then this checkout's."""
     return search_dirs("VLMFACE_PERTURBATIONS", "perturbations")

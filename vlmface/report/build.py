@@ -14,7 +14,7 @@ from vlmface.report.gallery import plan
 from vlmface.report.html import render_html
 from vlmface.report.leaderboard import leaderboard, write_leaderboard
 from vlmface.report.plots import save_figure
-from vlmface.report.reference import load_references
+from vlmface.report.reference import load_references, write_placements
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ReportResult:
     html: Path
     plots: list[Path] = field(default_factory=list)  # PNG and SVG files
     collection: Collection | None = None
+    references: Path | None = None  # references.csv: every published number x run, placed or not and why
 
     @property
     def warnings(self) -> list[str]:
@@ -35,6 +36,8 @@ class ReportResult:
         runs = 0 if self.collection is None else len(self.collection.runs)
         lines = [f"{runs} run(s), {len(self.leaderboard)} leaderboard row(s), {len(self.plots) // 2} plot(s)",
                  f"  {self.csv}", f"  {self.markdown}", f"  {self.html}"]
+        if self.references is not None:
+            lines.append(f"  {self.references}")
         lines += [f"warning: {w}" for w in self.warnings]
         if self.collection:
             lines += [f"skipped {p}: {why}" for p, why in self.collection.skipped]
@@ -68,13 +71,14 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
     refs = load_references(references)
     board = leaderboard(collection, refs, group_col=group_col)
     csv_path, md_path = write_leaderboard(board, out_dir)
+    references_csv, placed = write_placements(collection.overall, refs, out_dir)
     figures, files = _draw_all(collection, out_dir / "plots") if plots else ([], [])
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = render_html(board=board, refs=refs, runs=collection.runs, figures=figures,
                        title="vlmface report",
                        subtitle=f"{len(collection.runs)} scored run(s) under {results_dir.resolve()}; "
                                 f"generated {stamp}",
-                       warnings=collection.warnings, skipped=collection.skipped)
+                       warnings=collection.warnings, skipped=collection.skipped, placements=placed)
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
-    return ReportResult(out_dir, board, csv_path, md_path, html_path, files, collection)
+    return ReportResult(out_dir, board, csv_path, md_path, html_path, files, collection, references_csv)

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
+from vlmface.run_record import METRICS_FILE, PREDICTIONS_FILE  # noqa: F401  (their home; re-exported)
+
 DELTAS_FILE = "deltas.csv"
 RUN_KEYS = ["run_id", "task", "task_label", "data_source", "model", "backend"]
 
@@ -65,6 +65,22 @@ def _template(run: dict[str, Any], attribute: str) -> tuple[str, str | None]:
     if not template:
         return ("none", None) if run else ("unknown", None)
     return template.get("name") or "unknown", template.get("sha256")
+
+
+def _prompt_text_sha256(run: dict[str, Any], attribute: str) -> str | None:
+    """sha256 of the exact text the run's template rendered (runs before it was recorded: None)."""
+    return ((run.get("templates") or {}).get(attribute) or {}).get("text_sha256")
+
+
+def answer_mode(run: dict[str, Any]) -> str | None:
+    """generate / choice / constrained / zero-shot (class texts); None when the run does not say."""
+    options = (run.get("identity") or {}).get("options") or run.get("options") or {}
+    style = run.get("prompt_style")
+    if style == "class_texts":
+        return "zero-shot"
+    if style == "question":
+        return options.get("mode") or "generate"
+    return options.get("mode")
 
 
 def _revision(run: dict[str, Any]) -> str | None:
@@ -130,7 +146,11 @@ def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], 
             "n_labels": _n_labels(run, attribute, block), **_scores(overall),
             "n_total": overall.get("n_total"), "balanced_accuracy": overall.get("balanced_accuracy"),
             "macro_f1": overall.get("macro_f1"), "cs5": overall.get("cs5"),
-            "limit": meta["limit"], "status": meta["status"], "stale": meta["stale"]}
+            "limit": meta["limit"], "status": meta["status"], "stale": meta["stale"],
+            # the setting a published number is compared with (report/reference.py)
+            "prompt_text_sha256": _prompt_text_sha256(run, attribute), "split": run.get("split"),
+            "answer_mode": answer_mode(run), "weights": meta["weights"], "revision": meta["revision"],
+            "answered_only": meta.get("answered_only")}
     groups = [{**base, "group_col": col, "group": value, **_scores(stats), "small": stats.get("small")}
               for col, values in (block.get("by_group") or {}).items() for value, stats in values.items()]
     disparity = []
@@ -177,6 +197,7 @@ def collect_runs(results_dir: Path, exclude: Path | None = None) -> Collection:
             continue
         run = metrics.get("run") or {}
         meta = run_row(run_id, path.relative_to(results_dir).as_posix(), run, _is_stale(path.parent, path))
+        meta["answered_only"] = (metrics.get("scoring") or {}).get("answered_only")
         if meta["stale"]:
             warnings.append(f"{run_id}: predictions.jsonl is newer than metrics.json; "
                             f"rescore with `vlmface score {path.parent}`")

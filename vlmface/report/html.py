@@ -99,18 +99,30 @@ def leaderboard_html(board: pd.DataFrame) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def references_html(refs: pd.DataFrame, board: pd.DataFrame) -> str:
-    shown = set(board["ref_id"].dropna()) if len(board) else set()
-    head = ["citation", "model (as published)", "our aliases", "task", "split", "n", "attribute",
-            "group", "value", "shown beside a run", "note"]
+def _placement_summary(ref_id: str, task: str, placements: pd.DataFrame | None) -> tuple[str, str]:
+    """("placed beside k of n runs", the fields that kept it from runs of its own dataset)."""
+    if placements is None or placements.empty:
+        return "", ""
+    mine = placements[(placements["ref_id"] == ref_id) & placements["run_id"].notna()]
+    placed = int(mine["placed"].sum())
+    same_task = mine[~mine["placed"] & mine["reasons"].fillna("").map(lambda r: "dataset:" not in r)]
+    fields = sorted({f for text in same_task["reason_fields"].dropna() for f in text.split("; ") if f})
+    return (f"{placed} of {len(mine)} run(s)" if len(mine) else "no runs"), ", ".join(fields)
+
+
+def references_html(refs: pd.DataFrame, board: pd.DataFrame, placements: pd.DataFrame | None = None) -> str:
+    head = ["citation", "model (as published)", "task", "split", "n", "images", "attribute", "group", "mode",
+            "prompt sha256", "value", "placed beside", "not placed for (runs of this dataset)", "note"]
     body = []
     for ref in refs.itertuples():
         group = f"{ref.group_col} = {ref.group}" if isinstance(ref.group, str) else ""
         unit = "%" if ref.unit == "percent" else " years"
-        note = "; ".join(n for n in (ref.note, None if ref.match else f"never matched: {ref.why}") if n)
-        cells = [ref.citation, ref.model, ", ".join(ref.aliases) or "(none)", ref.task, ref.split or "",
-                 "" if pd.isna(ref.n) else f"{int(ref.n):,}", ref.attribute, group, f"{ref.value:g}{unit}",
-                 "yes" if ref.ref_id in shown else "", note]
+        note = "; ".join(n for n in (ref.note, None if ref.match else f"never placed: {ref.why}") if n)
+        placed, why = _placement_summary(ref.ref_id, ref.task, placements)
+        sha = ref.prompt_sha256 if ref.prompt_sha256 == "unknown" else ref.prompt_sha256[:12]
+        cells = [ref.citation, ref.model, ref.task, ref.split or "",
+                 "" if pd.isna(ref.n) else f"{int(ref.n):,}", ref.images, ref.attribute, group, ref.mode, sha,
+                 f"{ref.value:g}{unit}", placed, why, note]
         body.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     return (f'<details><summary>{len(refs)} published numbers</summary><div class="scroll">'
             f'<table id="references" class="sortable"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}'
@@ -166,7 +178,8 @@ def notes_html(warnings: list[str], skipped: list[tuple[str, str]]) -> str:
 
 def render_html(*, board: pd.DataFrame, refs: pd.DataFrame, runs: pd.DataFrame,
                 figures: list[tuple[str, str, str, bytes]], title: str, subtitle: str,
-                warnings: list[str], skipped: list[tuple[str, str]]) -> str:
+                warnings: list[str], skipped: list[tuple[str, str]],
+                placements: pd.DataFrame | None = None) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_csp()}">
@@ -179,9 +192,12 @@ def render_html(*, board: pd.DataFrame, refs: pd.DataFrame, runs: pd.DataFrame,
 <h2>Leaderboard</h2><p class="muted">{escape(LEGEND)} Click a column header to sort.</p>
 {leaderboard_html(board)}
 <h2>Published numbers</h2>
-<p class="muted">Shown beside a run only for the same task, label scheme and model (see
-<code>vlmface/reference_numbers.yaml</code>); differences in n, split or prompt are listed as caveats.</p>
-{references_html(refs, board)}
+<p class="muted">A published number is shown beside a run only when its whole setting equals the run's:
+dataset, split, images (crop), label scheme, n, the exact prompt text (sha256), answer mode, model and how
+non-answers count; a field the source does not state means it is never shown (see
+<code>vlmface/reference_numbers.yaml</code>). <code>references.csv</code> lists every number x run with the
+reasons.</p>
+{references_html(refs, board, placements)}
 <h2>Plots</h2>
 {figures_html(figures)}
 <h2>Runs</h2><p class="muted">Each run's manifest (run.json): model revision, prompt template hashes,

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 
 from vlmface.errors import PredictionsError
+from vlmface.run_record import RUN_FILE
 
 KINDS = ("categorical", "ordinal", "numeric")
-RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vlmface.run_record import METRICS_FILE, write_atomic  # noqa: F401  (METRICS_FILE re-exported)
+
 TABLES_DIR = "tables"
-METRICS_FILE = "metrics.json"
 
 
 def json_ready(value: Any) -> Any:
@@ -41,9 +41,7 @@ def json_ready(value: Any) -> Any:
 def write_json(path: Path, content: dict[str, Any]) -> None:
     """Atomic: a reader never sees half a metrics.json."""
     text = json.dumps(json_ready(content), indent=2, ensure_ascii=False, allow_nan=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text + "\n")
 
 
 def _safe(name: str) -> str:
@@ -97,8 +95,7 @@ def write_tables(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
     written = []
     for attr, attr_metrics in metrics["attributes"].items():
         for stem, frame in attribute_tables(attr, json_ready(attr_metrics)).items():
-            frame.to_csv(folder / f"{stem}.csv", index=False)
-            (folder / f"{stem}.md").write_text(_markdown(stem.replace("__", ": "), frame),
-                                                encoding="utf-8")
+            write_atomic(folder / f"{stem}.csv", frame.to_csv(index=False))
+            write_atomic(folder / f"{stem}.md", _markdown(stem.replace("__", ": "), frame))
             written += [folder / f"{stem}.csv", folder / f"{stem}.md"]
     return written
