@@ -14,7 +14,7 @@ zero-shot CLIP), `prob_diff` gives the max and mean |p_A(label) - p_B(label)| ov
 items and labels.
 
 `compare_many` compares 2 or more runs: every pair as above plus one summary row per run
-(backend, mode, dtype, choice rule, accuracy per attribute, seconds per sample and cost from
+(backend, mode, dtype, choice rule, accuracy per attribute (CS@5 for numeric ones), seconds per sample and cost from
 run.json when present). Runs must hold the same samples; it refuses them otherwise, saying
 how many differ (`shared_only=True` compares the shared samples instead).
 """
@@ -158,15 +158,16 @@ def _run_dir(run: RunData) -> str:
     return str(run.path.parent if run.path.name == PREDICTIONS_FILE else run.path)
 
 
-def _sample_ids(run: RunData) -> set[tuple[str, str]]:
-    return {(str(s), name) for name, data in run.attributes.items() for s in data.sample_id}
+def _sample_ids(run: RunData, attributes: set[str]) -> set[tuple[str, str]]:
+    return {(str(s), name) for name, data in run.attributes.items() if name in attributes for s in data.sample_id}
 
 
 def check_same_samples(runs: list[RunData]) -> None:
-    """Refuse runs whose (sample, attribute) items differ, saying how many differ."""
-    first = _sample_ids(runs[0])
+    """Refuse runs whose samples differ on an attribute they both scored, saying how many
+    (an attribute only one run has, e.g. race for a gender-only model, is skipped, not refused)."""
     for run in runs[1:]:
-        other = _sample_ids(run)
+        shared = set(runs[0].attributes) & set(run.attributes)
+        first, other = _sample_ids(runs[0], shared), _sample_ids(run, shared)
         if other != first:
             raise PredictionsError(
                 f"{_run_dir(run)} and {_run_dir(runs[0])} hold different samples: {len(other - first)} "
@@ -203,6 +204,7 @@ def compare_many(run_dirs: list[str | Path], *, n_boot: int = 1000, seed: int = 
         row = run_summary(run)
         row["score"] = {name: float(outcomes(data, answered_only=False).correct[data.status != ERROR].mean())
                            for name, data in run.attributes.items() if (data.status != ERROR).any()}
+        row["metric"] = {name: "cs5" if data.spec.is_numeric else "accuracy" for name, data in run.attributes.items()}
         summary.append(row)
     pairs = [_compare_pair(runs[i], runs[j], (probs[i], probs[j]), settings)
              for i in range(len(runs)) for j in range(i + 1, len(runs))]

@@ -17,7 +17,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def summary_table(result: dict[str, Any]) -> list[str]:
     attributes = sorted({name for run in result["runs"] for name in run["score"]})
-    header = ["run", "model", "backend", "mode", "dtype", "choice_score", *attributes, "s/sample", "cost USD", "path"]
+    metrics = {name: metric for run in result["runs"] for name, metric in run.get("metric", {}).items()}
+    named = [f"{name} ({metrics[name]})" if metrics.get(name, "accuracy") != "accuracy" else name for name in attributes]
+    header = ["run", "model", "backend", "mode", "dtype", "choice_score", *named, "s/sample", "cost USD", "path"]
     rows = [[f"R{i}", str(run["model"] or ""), str(run["backend"] or ""), str(run["mode"] or ""),
              str(run["dtype"] or ""), str(run["choice_score"] or ""),
              *(_num(run["score"].get(name)) for name in attributes),
