@@ -363,7 +363,7 @@ class APIBackend(Backend):
         if result.top_logprobs is None:
             raise no_logprobs_error(self.model, self.endpoint)
         answer = choice_from_top(question, result.top_logprobs, self.choice_score,
-                                 str(self.options.get("choice_prefix", "")))
+                                 str(self.options.get("choice_prefix") or ""))
         answer.extra = {**(answer.extra or {}), **extra}
         return answer
 

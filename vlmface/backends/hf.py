@@ -187,7 +187,7 @@ class HFBackend(Backend):
 
     # ----- choice mode (the scoring rule: vlmface.backends.choice) ----------------------
     def continuations(self, question: Question) -> list[list[int]]:
-        return label_token_ids(self.tokenizer, question.choices, str(self.options.get("choice_prefix", "")))
+        return label_token_ids(self.tokenizer, question.choices, str(self.options.get("choice_prefix") or ""))
 
     def label_token_logprobs(self, query: Query) -> list[list[float]]:
         """Per label: log p(token | prompt, image, earlier label tokens) for each label token."""

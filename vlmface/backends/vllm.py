@@ -150,7 +150,7 @@ class VLLMBackend(Backend):
         answers: list[Answer | None] = [None] * len(queries)
         todo, spans = [], []  # spans: (query index, its labels' token ids, first request)
         params = self.vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
-        prefix = str(self.options.get("choice_prefix", ""))
+        prefix = str(self.options.get("choice_prefix") or "")
         for i, query in enumerate(queries):
             try:
                 reason = self.unsupported_reason(query.question)
