@@ -79,7 +79,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
     add_device_arguments(p)
-    p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
+    p.add_argument("--mode", help="answer mode of generative backends: generate (default), choice (label "
+                   "log-likelihood: hf, vllm, api) or constrained (decoding restricted to the labels: vllm)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
     p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1)")
     p.add_argument("--api-key-env", metavar="NAME",
