@@ -59,6 +59,7 @@ def test_vllm_agrees_with_hf_and_constrained_stays_in_the_labels(tmp_path):
 
     from vlmface.backends.base import Query, Question
     from vlmface.backends.hf import HFBackend
+    from vlmface.interpret import answered
     from vlmface.registry import ModelEntry
 
     model = tiny_vlms.to_hub_llava_layout(tiny_vlms.build_llava(tmp_path / "llava", head_dim=32))
@@ -78,7 +79,7 @@ def test_vllm_agrees_with_hf_and_constrained_stays_in_the_labels(tmp_path):
 
     hf = HFBackend(ModelEntry(name="tiny", backend="hf", weights=str(model)),
                    {"device": "cpu", "dtype": "fp32", "max_new_tokens": 6, "batch_size": 8})
-    local = hf.answer([Query(q["id"], Image.open(q["image"]).convert("RGB"),
+    local = answered(hf, [Query(q["id"], Image.open(q["image"]).convert("RGB"),
                              Question(q["attribute"], "categorical", tuple(q["labels"]), q["display"]),
                              prompt=q["prompt"]) for q in queries])
     # random weights emit stray bytes; vLLM's detokenizer holds back an unfinished UTF-8 tail
