@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vlmface.asking import Asker
-from vlmface.backends.base import Answer, Query, Question
+from vlmface.backends.base import Answer, Question
 from vlmface.data import Sample
 from vlmface.interpret import interpret, reinterpretable
 from vlmface.loader import LoadedSample
