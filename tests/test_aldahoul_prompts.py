@@ -165,3 +165,27 @@ def test_malformed_option_header_is_refused_at_load(tmp_path, header, message):
 def test_a_template_without_options_keeps_the_task_choices():
     assert rendered("vlm_question", "fairface", "gender").endswith("Choose one of: male, female. "
                                                                    "Answer with one option only.")
+
+
+def _render_cli(capsys, task: str, prompt: str, attributes: list[str]) -> list[dict]:
+    import json
+
+    from vlmface.cli import main
+
+    args = ["render", "--task", task, "--prompt", prompt, "--json"]
+    for attribute in attributes:
+        args += ["--attribute", attribute]
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("key", sorted(k for k in PUBLISHED if k[0] != "aldahoul_api"))
+def test_vlmface_render_prints_the_papers_text(capsys, key):
+    template, task, attribute = key
+    assert _render_cli(capsys, task, template, [attribute]) == [{"attributes": [attribute],
+                                                                 "text": PUBLISHED[key]}]
+
+
+def test_vlmface_render_sends_the_api_prompt_once_for_three_attributes(capsys):
+    assert _render_cli(capsys, "fairface", "aldahoul_api", ["race6", "gender", "age5"]) == [
+        {"attributes": ["race6", "gender", "age5"], "text": PUBLISHED[("aldahoul_api", "fairface", "race6")]}]

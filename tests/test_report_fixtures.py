@@ -11,24 +11,45 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from scoring_fixtures import planted_records, record, write_run
 from vlmface.scoring import score_run
 
 GENDER = ("Male", "Female")
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+TEXT_SHA = "d" * 64  # sha256 of the prompt text every fixture run records
+
+
+def write_references(path: Path) -> Path:
+    """A published-numbers file with one number whose whole setting is that of the paligemma-pt gender run
+    of build_results (so it is placed), and one differing only in the prompt text (never placed)."""
+    model = {"model": "PaliGemma (fixture)", "weights": ["org/paligemma-pt"], "snapshot": "unknown",
+             "aliases": ["paligemma-pt"], "prompt": "aldahoul_paligemma", "prompt_sha256": TEXT_SHA,
+             "values": {"gender": 96.4}}
+    other = {**model, "model": "PaliGemma (fixture, other prompt)", "prompt_sha256": "e" * 64,
+             "values": {"gender": 90.0}}
+    setting = {"task": "utkface", "split": "test", "n": 400, "metric": "accuracy", "unit": "percent",
+               "images": "fixture face chips", "sources": ["local"], "mode": "generate",
+               "non_answers": "counted wrong"}
+    data = {"citations": {"fixture2025": "A fixture paper"},
+            "tables": [{"citation": "fixture2025", "setting": setting, "attributes": {"gender": {"n_labels": 2}},
+                        "models": [model, other]}]}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
 
 
 def manifest(task: str, model: str, attributes: dict[str, dict[str, Any]], *, prompt: str | None = None,
              mode: str | None = None, limit: int | None = None, backend: str = "hf",
-             source: str = "local") -> dict[str, Any]:
+             source: str = "local", split: str | None = "test") -> dict[str, Any]:
     """A run.json with the fields the runner writes and the report reads."""
     sha = "ab" * 32
-    templates = {a: ({"name": prompt, "path": f"prompts/{prompt}.jinja", "sha256": sha} if prompt else None)
+    templates = {a: ({"name": prompt, "path": f"prompts/{prompt}.jinja", "sha256": sha, "text_sha256": TEXT_SHA}
+                     if prompt else None)
                  for a in attributes}
     return {
         "identity": {"task": task, "options": {"mode": mode, "max_new_tokens": None, "dtype": None}},
-        "task": task, "source": source, "dataset_fingerprint": "f" * 64, "data_location": "/data/x",
+        "task": task, "source": source, "split": split, "prompt_style": "question", "dataset_fingerprint": "f" * 64, "data_location": "/data/x",
         "task_spec_sha256": "c" * 64, "n_available": 5000, "n_selected": 400, "seed": 0, "limit": limit,
         "model": model, "backend": backend,
         "model_entry": {"name": model, "backend": backend, "weights": f"org/{model}", "revision": "rev123"},

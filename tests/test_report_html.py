@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from test_report_fixtures import build_results, deltas_frame
+from test_report_fixtures import build_results, deltas_frame, write_references
 from vlmface.errors import VlmfaceError
 from vlmface.report import build_report
 from vlmface.report.html import SCRIPT
@@ -32,7 +32,7 @@ def report(tmp_path_factory):
     results = build_results(tmp_path_factory.mktemp("results"))
     (results / "probe" / "clip").mkdir(parents=True)
     deltas_frame().to_csv(results / "probe" / "clip" / "deltas.csv", index=False)
-    return build_report(results)
+    return build_report(results, references=write_references(results.parent / "refs.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,29 @@ def test_leaderboard_rows_trace_to_metrics_json(report, tags):
 
 
 def test_published_number_and_caveat_shown(page):
-    assert ">96.4 (aldahoul2024)<" in page
-    assert 'title="PaliGemma pre-trained (paligemma-3b-pt-224), whole set, n = 23,708"' in page
-    assert "subsample (--limit 400)" in page
+    assert ">96.4 (fixture2025)<" in page
+    assert 'title="PaliGemma (fixture), test, n = 400"' in page
+    assert "the model served today under this name may differ" in page
+    assert "1 of 3 run(s)" in page and "0 of 3 run(s)" in page  # placed / the other-prompt number
+
+
+def test_references_csv_lists_every_number_for_every_run(report):
+    table = pd.read_csv(report.references)
+    assert report.references == report.html.parent / "references.csv"
+    assert len(table) == 2 * 3 and table["placed"].sum() == 1
+    other = table[(table["ref_model"] == "PaliGemma (fixture, other prompt)")
+                  & table["run_id"].str.startswith("utkface/paligemma-pt")].iloc[0]
+    assert other["reason_fields"] == "prompt text" and other["reasons"].startswith("prompt text: published eeee")
+
+
+def test_shipped_utkface_number_is_not_placed_beside_face_chips(report, tmp_path):
+    shipped = build_report(report.collection.results_dir, tmp_path, plots=False)
+    table = pd.read_csv(shipped.references)
+    assert shipped.leaderboard["ref_value"].isna().all()
+    utk = table[(table["ref_model"].str.startswith("PaliGemma")) & (table["task"] == "utkface")
+                & (table["attribute"] == "gender") & table["run_id"].str.startswith("utkface/paligemma-pt")].iloc[0]
+    assert not utk["placed"] and "images: no task source holds the published images (UTKFace in-the-wild" in utk["reasons"]
+    assert "nan" not in " ".join(table["reasons"].dropna())
 
 
 def test_every_plot_embedded_once(report, tags):

@@ -10,7 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from test_report_fixtures import build_results, manifest, scored_run
+from test_report_fixtures import build_results, manifest, scored_run, write_references
 from vlmface.report import collect_runs, leaderboard, load_references, write_leaderboard
 from vlmface.report.display import display_table
 
@@ -22,7 +22,7 @@ def results(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def board(results):
-    return leaderboard(collect_runs(results), load_references())
+    return leaderboard(collect_runs(results), load_references(write_references(results.parent / "refs.yaml")))
 
 
 def _expected(metrics: dict, attribute: str, group_col: str | None) -> dict[str, object]:
@@ -69,10 +69,10 @@ def test_sorted_best_first_within_task_and_attribute(board):
 
 def test_published_number_beside_the_matching_run_only(board):
     row = board[(board["model"] == "paligemma-pt") & (board["attribute"] == "gender")].iloc[0]
-    assert row["ref_value"] == pytest.approx(0.964) and row["ref_citation"] == "aldahoul2024"
+    assert row["ref_value"] == pytest.approx(0.964) and row["ref_citation"] == "fixture2025"
     assert row["ref_delta"] == pytest.approx(row["accuracy"] - 0.964)
     assert row["ref_in_ci"] == (row["accuracy_lo"] <= 0.964 <= row["accuracy_hi"])
-    assert "subsample (--limit 400)" in row["ref_caveat"] and "n 400 vs published 23,708" in row["ref_caveat"]
+    assert "the model served today under this name may differ" in row["ref_caveat"]
     others = board[(board["model"] != "paligemma-pt") | (board["attribute"] != "gender")]
     assert others["ref_value"].isna().all()  # smolvlm has no published number; age has none
 

@@ -222,3 +222,37 @@ def test_invalid_reference_file_names_file_and_field(tmp_path, mutate, message):
 
 def test_shipped_file_is_the_default():
     assert REFERENCE_FILE.name == "reference_numbers.yaml" and REFERENCE_FILE.exists()
+
+
+def test_a_real_run_records_its_setting_and_references_csv_says_why_not(tmp_path, monkeypatch, fake_backend,
+                                                                        utkface_dir):
+    """End to end on real faces: the text the backend received is the paper's, run.json records its
+    sha256, and the report's references.csv explains why UTKFace's published numbers stay away."""
+    import json
+
+    from vlmface.report import build_report
+    from vlmface.runner import EvalConfig, evaluate
+
+    (tmp_path / "meta.jinja").write_text("[{{ meta.file }}] {{ attribute }}: {{ choices | join('/') }}")
+    monkeypatch.setenv("VLMFACE_PROMPTS", str(tmp_path))
+    out = tmp_path / "results"
+    result = evaluate(EvalConfig(task="utkface", model="fake:none", prompt="aldahoul_paligemma",
+                                 data_dir=utkface_dir, limit=8, out=out, attributes=["gender", "age5"],
+                                 progress=False))
+    sent = set(fake_backend.instances[0].prompts)
+    assert sent == {PUBLISHED[("aldahoul_paligemma", "fairface", a)] for a in ("gender", "age5")}
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["templates"]["gender"]["text_sha256"] == published_sha256("aldahoul_paligemma", "fairface", "gender")
+    assert run["prompt_style"] == "question" and run["split"] is None
+    meta_run = evaluate(EvalConfig(task="utkface", model="fake:none", prompt="meta", data_dir=utkface_dir,
+                                   limit=4, out=out, attributes=["gender"], progress=False))
+    assert json.loads((meta_run.run_dir / "run.json").read_text())["templates"]["gender"]["text_sha256"] is None
+
+    report = build_report(out, plots=False)
+    table = pd.read_csv(report.references)
+    assert len(table) == len(load_references()) * 2 and not table["placed"].any()
+    mine = table[(table["task"] == "utkface") & (table["attribute"] == "gender")
+                 & table["ref_model"].str.startswith("PaliGemma") & table["run_id"].str.contains("aldahoul")].iloc[0]
+    assert mine["reason_fields"] == "split; images; n; model; prompt text; non-answers"
+    assert "images: no task source holds the published images (UTKFace in-the-wild" in mine["reasons"]
+    assert "model: published google/paligemma-3b-pt-224, run none" in mine["reasons"]  # the fake's weights

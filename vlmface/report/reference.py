@@ -166,13 +166,17 @@ def run_setting(row: pd.Series | dict[str, Any]) -> dict[str, Any]:
 
 def _compare(field: str, published: Any, ours: Any, detail: str = "") -> tuple[str, str] | None:
     """(field, reason) when a published field does not equal the run's; None when it does."""
-    if published in (None, UNKNOWN):
+    if not _given(published) or published == UNKNOWN:
         return field, f"{field}: not stated by the source" + (f" ({detail})" if detail else "")
     if not _given(ours):
-        return field, f"{field}: not recorded by the run (published {published})"
+        return field, f"{field}: not recorded by the run (published {_shown(published)})"
     if published != ours:
-        return field, f"{field}: published {published}, run {ours}"
+        return field, f"{field}: published {_shown(published)}, run {_shown(ours)}"
     return None
+
+
+def _shown(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _images(ref: pd.Series, run: dict[str, Any]) -> tuple[str, str] | None:
