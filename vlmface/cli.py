@@ -89,7 +89,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="an image of more pixels is that sample's error, never decoded (default: "
                         f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS:,}, Pillow's decompression-bomb limit)")
     add_device_arguments(p)
-    p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
+    p.add_argument("--mode", help="answer mode of generative backends: generate (default), choice (label "
+                   "log-likelihood: hf, vllm, api) or constrained (decoding restricted to the labels: vllm)")
     p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
     p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1)")
     p.add_argument("--api-key-env", metavar="NAME",
@@ -166,20 +167,28 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="paired comparison of two runs on the same samples")
-    p.add_argument("run_a", type=Path)
-    p.add_argument("run_b", type=Path)
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--confidence", type=float, default=0.95)
+    p = sub.add_parser("compare", help="paired comparison of 2 or more runs on the same samples "
+                       "(agreement, flips by group, McNemar, accuracy difference, probability differences)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="two or more run directories")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the paired CI (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")
+    p.add_argument("--shared-only", action="store_true",
+                   help="compare the samples the runs share instead of refusing runs whose samples differ "
+                        "(default: refuse)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON (default: Markdown tables)")
     p.set_defaults(handler=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vlmface.scoring import compare_runs, format_comparison
+    import json
 
-    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed,
-                                                confidence=args.confidence)))
+    from vlmface.scoring.compare import compare_many
+    from vlmface.scoring.compare_tables import format_many
+
+    result = compare_many(args.runs, n_boot=args.n_boot, seed=args.seed, confidence=args.confidence,
+                          shared_only=args.shared_only)
+    print(json.dumps(result, indent=1) if args.json else format_many(result))
     return 0
 
 
