@@ -15,8 +15,9 @@ resampled independently of each other (group sizes fixed, as in `social.group_me
                         rank correlation (it can only be +1 or -1) but whether both models order
                         the pair the same way, and the bootstrap probability that they do
 
-p-values are bootstrap two-sided p of "no difference"; Holm's correction runs over all the
-rows of a file (statsmodels).
+CIs are percentile bootstrap intervals; p-values are two-sided Wald tests of "no difference"
+with the bootstrap standard error (not floored at 2 / n_boot); Holm's correction runs over
+all the rows of a file (statsmodels).
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ def model_differences(cube: Cube, groups: list[GroupDraws], confidence: float) -
             for g in groups:
                 draws = g.draws[:, b, d] - g.draws[:, a, d]
                 lo, hi = percentile_ci(draws, confidence)
-                rows.append((dim, g.col, g.group, cube.models[a], cube.models[b], g.n,
-                             g.mean[b, d] - g.mean[a, d], lo, hi, float(two_sided_p(draws)), np.nan))
+                diff = g.mean[b, d] - g.mean[a, d]
+                rows.append((dim, g.col, g.group, cube.models[a], cube.models[b], g.n, diff, lo, hi,
+                             float(two_sided_p(diff, draws)), np.nan))
     frame = pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
     frame["p_holm"] = holm(frame["p_value"])
     return frame
@@ -179,7 +181,7 @@ def gap_differences(cube: Cube, groups: list[GroupDraws], confidence: float,
                 draws = (high.draws[:, b, d] - low.draws[:, b, d]) - (high.draws[:, a, d] - low.draws[:, a, d])
                 lo, hi = percentile_ci(draws, confidence)
                 rows.append((dim, col, cube.models[a], cube.models[b], gap_a, gap_b, gap_b - gap_a, lo, hi,
-                             float(two_sided_p(draws)), np.nan))
+                             float(two_sided_p(gap_b - gap_a, draws)), np.nan))
                 chosen.append((dim, col, cube.models[a], cube.models[b], high.group, low.group, how))
     frame = pd.DataFrame(rows, columns=GAP_COLUMNS)
     frame["p_holm"] = holm(frame["p_value"])

@@ -61,14 +61,18 @@ def index_samples(n: int, n_boot: int, rng: np.random.Generator,
         yield np.concatenate([members[c] for c in drawn])
 
 
-def two_sided_p(draws: np.ndarray) -> np.ndarray:
-    """Bootstrap p-value of 'the statistic is 0', per column of draws (n_boot, ...):
-    2 x the smaller tail share at 0, with the +1 correction (never exactly 0); NaN where
-    every draw is NaN."""
+def two_sided_p(estimate: np.ndarray | float, draws: np.ndarray) -> np.ndarray:
+    """p-value of 'the statistic is 0': two-sided Wald test with the bootstrap standard error
+    (z = estimate / sd of the draws). Unlike counting draws beyond 0, it is not floored at
+    ~2 / n_boot, so Holm's correction over hundreds of rows can still reach significance.
+    NaN where no draw is finite; 0 when the draws do not vary but the estimate is not 0."""
+    from scipy.stats import norm
+
     draws = np.asarray(draws, dtype=float)
-    valid = (~np.isnan(draws)).sum(axis=0)
-    low = (draws <= 0).sum(axis=0)
-    high = (draws >= 0).sum(axis=0)
+    estimate = np.asarray(estimate, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.minimum(1.0, 2 * (1 + np.minimum(low, high)) / (valid + 1))
-    return np.where(valid > 0, p, np.nan)
+        se = np.nanstd(draws, axis=0, ddof=1) if len(draws) > 1 else np.full(estimate.shape, np.nan)
+        z = np.abs(estimate) / se
+    p = 2 * norm.sf(z)
+    p = np.where(se == 0, np.where(estimate == 0, 1.0, 0.0), p)
+    return np.where(np.isfinite(se) | (se == 0), p, np.nan)

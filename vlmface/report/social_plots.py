@@ -52,37 +52,37 @@ def _overlap(a, b) -> float:
     return max(w, 0.0) * max(h, 0.0)
 
 
-def place_labels(fig: Figure, ax, points: list[tuple[float, float, str, str]]) -> list:
-    """Annotate each (x, y, text, colour) next to its marker at the first offset where the label
-    overlaps no label placed before it and no marker (the least-overlapping one if none is free).
-    Labels carry gid 'point-label' and stay out of the layout."""
+def place_labels(fig: Figure, panels: list[tuple[object, list[tuple[float, float, str, str]]]]) -> None:
+    """Annotate each (x, y, text, colour) of each (axes, points) next to its marker at the first
+    offset where the label overlaps no label placed before it in that panel and no marker (the
+    least-overlapping one if none is free). One layout pass for the whole figure; labels carry
+    gid 'point-label' and stay out of the layout."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.transforms import Bbox
 
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()  # runs the layout, so the display positions below are final
     renderer = canvas.get_renderer()
-    markers = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 4), 8, 8) for x, y, _, _ in points]
-    placed, labels = [], []
-    for i, (x, y, text, colour) in enumerate(points):
-        label = ax.annotate(text, (x, y), textcoords="offset points", xytext=LABEL_OFFSETS[0], fontsize=7,
-                            color=colour, gid="point-label", annotation_clip=False)
-        label.set_in_layout(False)
-        best, best_cost = LABEL_OFFSETS[0], np.inf
-        for dx, dy in LABEL_OFFSETS:
-            label.set_position((dx, dy))
-            label.set_horizontalalignment("left" if dx > 0 else "right")
-            box = label.get_window_extent(renderer)
-            cost = sum(_overlap(box, b) for b in placed) + sum(_overlap(box, m) for j, m in enumerate(markers))
-            if cost < best_cost:
-                best, best_cost = (dx, dy), cost
-            if cost == 0:
-                break
-        label.set_position(best)
-        label.set_horizontalalignment("left" if best[0] > 0 else "right")
-        placed.append(label.get_window_extent(renderer))
-        labels.append(label)
-    return labels
+    for ax, points in panels:
+        markers = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 4), 8, 8) for x, y, _, _ in points]
+        placed = []
+        for x, y, text, colour in points:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=LABEL_OFFSETS[0], fontsize=7,
+                                color=colour, gid="point-label", annotation_clip=False)
+            label.set_in_layout(False)
+            best, best_cost = LABEL_OFFSETS[0], np.inf
+            for dx, dy in LABEL_OFFSETS:
+                label.set_position((dx, dy))
+                label.set_horizontalalignment("left" if dx > 0 else "right")
+                box = label.get_window_extent(renderer)
+                cost = sum(_overlap(box, b) for b in placed) + sum(_overlap(box, m) for m in markers)
+                if cost < best_cost:
+                    best, best_cost = (dx, dy), cost
+                if cost == 0:
+                    break
+            label.set_position(best)
+            label.set_horizontalalignment("left" if best[0] > 0 else "right")
+            placed.append(label.get_window_extent(renderer))
 
 
 def plot_warmth_competence(deltas: pd.DataFrame, x_dim: str = "warmth", y_dim: str = "competence",
@@ -128,8 +128,7 @@ def plot_warmth_competence(deltas: pd.DataFrame, x_dim: str = "warmth", y_dim: s
                 ax.set_ylabel(f"{y_dim} (delta cosine x100)")
             labels.append((ax, points))
     fig.suptitle(title or f"{x_dim} vs {y_dim} by group")
-    for ax, points in labels:
-        place_labels(fig, ax, points)
+    place_labels(fig, labels)
     return fig
 
 
@@ -163,10 +162,10 @@ def plot_difference_forest(differences: pd.DataFrame, title: str = "") -> Figure
             ax.scatter(sub["diff"][~strong], y[~strong], facecolor="white", edgecolor=colour, s=16, zorder=3)
         ax.axvline(0, color="#444444", linewidth=0.8)
         ax.set_yticks(np.arange(len(rows)), rows, fontsize=7)
-        ax.invert_yaxis() if i % per_row == 0 else None
         ax.set_title(dim, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel("difference (delta cosine x100)", fontsize=8)
+    axes[0, 0].invert_yaxis()  # shared: the first row (all images) on top in every panel
     for k in range(len(dims), n_rows * per_row):
         axes[k // per_row, k % per_row].set_visible(False)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=min(4, len(pairs)),
