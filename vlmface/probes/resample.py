@@ -5,6 +5,7 @@ CausalFace renders each pseudo-identity dozens of times (race x gender x factor 
 those renders are not independent draws, so resampling renders makes CIs too narrow. With a
 cluster column, each resample draws identities with replacement and keeps all their rows:
 the mean of a resample is sum(cluster sums x draw counts) / sum(cluster sizes x draw counts).
+Rates of independent images (markedness, denigration) get Wilson score intervals instead.
 The image bootstrap is `vlmface.scoring.bootstrap.row_mean_samples` (one multinomial weight
 vector per resample, shared by every column, so paired columns stay paired).
 """
@@ -76,3 +77,13 @@ def two_sided_p(estimate: np.ndarray | float, draws: np.ndarray) -> np.ndarray:
     p = 2 * norm.sf(z)
     p = np.where(se == 0, np.where(estimate == 0, 1.0, 0.0), p)
     return np.where(np.isfinite(se) | (se == 0), p, np.nan)
+
+
+def wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson score interval of k successes in n (statsmodels); NaN for n = 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n == 0:
+        return np.nan, np.nan
+    lo, hi = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+    return (0.0 if k == 0 else float(lo)), (1.0 if k == n else float(hi))  # exact ends, no float dust

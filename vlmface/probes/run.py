@@ -80,7 +80,7 @@ def _model_list(models: str | list[str]) -> list[str]:
 def _select(samples: list[Sample], task: TaskSpec, settings: DatasetSettings, limit: int | None,
             seed: int) -> tuple[list[Sample], dict[str, int]]:
     """Samples after the spec's exclusions and the stratified limit; counts left out per attribute."""
-    needed = [*settings.pair_factors(), *settings.intersections, *settings.exclude]
+    needed = [*settings.pair_factors(), *settings.intersections, *settings.exclude, *settings.uniform]
     for sample in samples[:1]:
         missing = [c for c in dict.fromkeys(needed) if c not in sample.labels]
         if missing:

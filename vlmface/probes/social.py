@@ -17,9 +17,9 @@ import pandas as pd
 from vlmface.probes import factors as fx
 from vlmface.probes import measures as ms
 from vlmface.probes.spec import DatasetSettings, SocialPerceptionSpec
-from vlmface.probes.resample import index_samples, mean_samples
+from vlmface.probes.resample import index_samples, mean_samples, wilson
 from vlmface.probes.spec import Ranking
-from vlmface.scoring.bootstrap import proportion_samples, rng_for
+from vlmface.scoring.bootstrap import rng_for
 
 DELTAS_COLUMNS = ["model", "dimension", "term", "group_col", "group", "n", "delta_cos", "ci_lo", "ci_hi"]
 ALL = "all"
@@ -173,7 +173,7 @@ def markedness_table(model: str, scores: Scores, spec: SocialPerceptionSpec, tab
                      columns: list[str], n_boot: int, confidence: float, seed: int,
                      clusters: np.ndarray | None = None) -> pd.DataFrame:
     """% of a group's images whose neutral-prompt cosine beats that of their own group word
-    (CI: bootstrap over images, or over identities with `clusters`)."""
+    (CI: Wilson score interval, or a bootstrap over identities with `clusters`)."""
     index = {term: i for i, term in enumerate(scores.terms)}
     rows = []
     for col in [c for c in columns if c in spec.group_words]:
@@ -183,13 +183,13 @@ def markedness_table(model: str, scores: Scores, spec: SocialPerceptionSpec, tab
             if not mask.any():
                 continue
             beats = ms.unmarked(scores.neutral_cos[mask], scores.term_cos[mask, index[word]])
-            rng = rng_for(seed, "probe-markedness", col, group)
-            if clusters is None:
-                share = proportion_samples(np.array([beats.sum()]), np.array([mask.sum()]), n_boot, rng)[:, 0]
-            else:
-                share = mean_samples(beats[:, None].astype(float), n_boot, rng, clusters[mask])[:, 0]
-            alpha = (1 - confidence) / 2
-            lo, hi = np.quantile(share, [alpha, 1 - alpha]) if n_boot > 0 else (np.nan, np.nan)
+            if clusters is None:  # independent images: the Wilson score interval of the share
+                lo, hi = wilson(int(beats.sum()), int(mask.sum()), confidence)
+            else:  # renders of the same identities: resample identities
+                share = mean_samples(beats[:, None].astype(float), n_boot,
+                                     rng_for(seed, "probe-markedness", col, group), clusters[mask])[:, 0]
+                alpha = (1 - confidence) / 2
+                lo, hi = np.quantile(share, [alpha, 1 - alpha]) if n_boot > 0 else (np.nan, np.nan)
             rows.append({"model": model, "group_col": col, "group": group, "word": word, "n": int(mask.sum()),
                          "markedness": 100 * beats.mean(), "ci_lo": 100 * lo, "ci_hi": 100 * hi})
     return pd.DataFrame(rows, columns=["model", "group_col", "group", "word", "n", "markedness", "ci_lo", "ci_hi"])

@@ -10,6 +10,7 @@ how each task's samples are read. Errors name the file, the field and the fix.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -212,7 +213,20 @@ class DenigrationSpec(_ProbeBase):
         return self
 
     def prompts(self, label: str) -> list[str]:
-        return [t.replace("{label}", label) for t in self.templates]
+        """Each template filled with `label`; an 'a'/'A' right before the slot becomes 'an'/'An'
+        before a vowel ("a photo of an animal.")."""
+        article = indefinite_article(label)
+        return [_ARTICLE_SLOT.sub(lambda m: (article if m.group(1) == "a" else article.capitalize()) + " " + label, t)
+                .replace("{label}", label) for t in self.templates]
+
+
+_ARTICLE_SLOT = re.compile(r"\b([aA]) \{label\}")
+
+
+def indefinite_article(phrase: str) -> str:
+    """'an' before a vowel letter (animal, East Asian, Indian, orangutan), else 'a'. A letter
+    rule: words whose sound differs from their spelling (an hour, a unicorn) are not special-cased."""
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
 ProbeSpec = Annotated[Union[SocialPerceptionSpec, DenigrationSpec], Field(discriminator="method")]
