@@ -173,3 +173,15 @@ def test_ci_coverage_over_repeats_is_near_nominal():
             np.testing.assert_allclose([row.ci_lo, row.ci_hi],
                                        np.quantile(g.draws[:, 1, 0] - g.draws[:, 0, 0], [0.025, 0.975]))
     assert 0.90 <= covered / total <= 0.985, covered / total
+
+
+def test_display_names_default_to_the_alias_or_the_last_path_component():
+    from vlmface.probes.comparison import display_names
+
+    assert display_names(["clip-vit-b-32", "clip:local-dir:/m/tiny-a/", "clip:hf:/w/siglip"]) == \
+        ["clip-vit-b-32", "tiny-a", "siglip"]
+    assert display_names(["clip:hf:/a/m", "clip:hf:/b/m"], "first,second") == ["first", "second"]
+    with pytest.raises(VlmfaceError, match="used twice"):
+        display_names(["clip:hf:/a/m", "clip:hf:/b/m"])
+    with pytest.raises(VlmfaceError, match="1 name"):
+        display_names(["clip:hf:/a/m", "clip:hf:/b/m"], "one")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -153,11 +154,21 @@ def test_the_cli_writes_the_contract_tables_for_several_models(tiny, utkface_dir
     out = tmp_path / "out"
     args = parser.parse_args(["probe", "--probe", "social-perception", "--task", "utkface", "--data-dir",
                               str(utkface_dir), "--models", ",".join(models), "--limit", "40", "--seed", "1",
-                              "--n-boot", "50", "--device", "cpu", "--out", str(out)])
+                              "--n-boot", "50", "--device", "cpu", "--out", str(out), "--names", "oc,hf-clip",
+                              "--preset", "paper", "--contrast", "race5=Asian,White"])
     assert args.handler(args) == 0
     deltas = pd.read_csv(out / "deltas.csv", keep_default_na=False)
     assert list(deltas.columns) == DELTAS_COLUMNS
-    assert list(dict.fromkeys(deltas["model"])) == [tiny.name, hf.name]  # display names: last path component
+    assert list(dict.fromkeys(deltas["model"])) == ["oc", "hf-clip"]  # --names, in every table
+    manifest = json.loads((out / "probe.json").read_text())
+    assert [(m["name"], m["model"]) for m in manifest["models"]] == list(zip(["oc", "hf-clip"], models))
+    assert manifest["preset"] == "paper" and manifest["spec"]["preset"] == "paper"
+    assert manifest["settings"]["ranking"]["score"] == "raw" and manifest["contrasts"] == {"race5": ["Asian", "White"]}
+    chosen = pd.read_csv(out / "gap_groups.csv")
+    race = chosen[chosen["group_col"] == "race5"]
+    assert (race["high_group"] == "Asian").all() and (race["low_group"] == "White").all()
+    ranked = pd.read_csv(out / "ranking.csv", keep_default_na=False)
+    assert set(ranked.loc[ranked["group_col"] == "race5", "group"]) <= {"Asian", "Black", "White", ""}
     assert set(deltas[deltas["group_col"] == "all"]["group"]) == {"all"}
     assert (deltas[deltas["group_col"] == "all"]["n"] == 40).all()
     samples = pd.read_csv(out / "samples.csv")
