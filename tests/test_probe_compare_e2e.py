@@ -114,11 +114,11 @@ def test_a_fourth_model_is_added_later_without_re_encoding_the_first_three(runs,
 def test_probe_compare_refuses_other_images_or_another_probe_spec(runs):
     root, spec, _, _, common = runs
     fewer = probe("social-perception", "utkface", [spec["tiny-d"]], out=root / "d-fewer",
-                  **{**common, "limit": N - 10}, plots=False)
+                  **{**common, "limit": N - 10, "n_boot": 20}, plots=False)
     with pytest.raises(VlmfaceError, match="other images"):
         probe_compare([root / "abc", root / "d-fewer"], root / "x1", n_boot=10, plots=False)
     relative = probe("social-perception", "utkface", [spec["tiny-d"]], out=root / "d-relative", delta="relative",
-                     **common, plots=False)
+                     **{**common, "n_boot": 20}, plots=False)
     with pytest.raises(VlmfaceError, match=r"different probe specs .*delta"):
         probe_compare([root / "abc", root / "d-relative"], root / "x2", n_boot=10, plots=False)
     with pytest.raises(VlmfaceError, match="used twice"):

@@ -206,10 +206,10 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
     (nothing is encoded). Refused unless every folder probed the same images (pixel sha256)
     with the same probe spec (terms, templates, neutral prompts, convention, delta, preset)."""
     folders = [Path(f) for f in folders]
-    if len(folders) < 2 and not names:
-        raise VlmfaceError("probe-compare: give at least two probe folders")
     read = [_read_probe(f) for f in folders]
     manifests, samples = [r[0] for r in read], [r[1] for r in read]
+    if sum(len(m["models"]) for m in manifests) < 2:
+        raise VlmfaceError("probe-compare: the folders hold one model in all; give folders with two or more")
     _check_same_probe(folders, manifests)
     mappings = _aligned_ids(folders, samples)
     old_names = [m["name"] for manifest in manifests for m in manifest["models"]]
