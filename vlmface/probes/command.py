@@ -19,7 +19,7 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p, "probe N images, stratified by the probe's factors")
     p.add_argument("--out", type=Path, required=True, help="output folder (deltas.csv, samples.csv, tables, plots)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")
     p.add_argument("--convention", choices=["templates", "embedding"],
                    help="cosine averaged over templates (the paper's; default) or to the mean template embedding")
     p.add_argument("--names", help="comma-separated display names of the models, in --models order, used in every "
