@@ -1,5 +1,5 @@
-"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | reparse | render |
-list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | probe-compare | report | parse |
+reparse | render | list | validate."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vlmface.cli_args import add_cache_arguments, add_data_arguments, add_device
 from vlmface.data.samples import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from vlmface.errors import VlmfaceError
 from vlmface.perturb.command import add_perturb_arguments, add_robustness
-from vlmface.probes.command import add_probe
+from vlmface.probes.command import add_probe, add_probe_compare
 from vlmface.report.command import add_report
 
 
@@ -345,8 +345,8 @@ def _validate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
-                _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
+    for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_probe_compare,
+                add_report, _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
         add(sub)
     return parser
 
