@@ -236,7 +236,7 @@ def perturbation_set(raw: dict, name: str, where: str, path: Path | None = None)
 
 
 def perturbation_dirs() -> list[Path]:
-    """$VLMFACE_PERTURBATIONS (os.pathsep-separated), then ./perturbations, then this checkout's."""
+    """$VLMFACE_PERTURBATIONS (os.pathsep-separated; `--perturbations-dir` prepends), then the shipped ones."""
     return search_dirs("VLMFACE_PERTURBATIONS", "perturbations")
 
 

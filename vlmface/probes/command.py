@@ -23,15 +23,15 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--convention", choices=["templates", "embedding"],
                    help="cosine averaged over templates (the paper's; default) or to the mean template embedding")
     add_device_arguments(p)
-    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the backend's)")
     add_cache_arguments(p)
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.add_argument("--perturb", metavar="SPEC",
                    help="social perception: also probe the same images at every level of each perturbation in "
                    "SPEC (perturbations/NAME.yaml or a path) into OUT/perturb-NAME-LEVEL/, then write the "
-                   "score shifts to OUT/robustness/")
+                   "score shifts to OUT/robustness/ (default: no perturbation)")
     p.add_argument("--perturb-only", metavar="NAMES", help="with --perturb: comma-separated subset of its "
-                   "perturbations")
+                   "perturbations (default: all)")
     p.set_defaults(handler=run_probe)
 
 
