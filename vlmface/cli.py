@@ -76,6 +76,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from vlmface.runner import EvalConfig, evaluate
+    from vlmface.scoring.index import where_to_look
 
     options = {"device": args.device, "dtype": args.dtype, "mode": args.mode,
                "max_new_tokens": args.max_new_tokens, "base_url": args.base_url,
@@ -96,6 +97,7 @@ def _eval(args: argparse.Namespace) -> int:
         return run_sweep(config, args.perturb, args.perturb_only, args.perturb_examples)
     result = evaluate(config)
     print(f"run directory: {result.run_dir}")
+    print(where_to_look(result.run_dir, Path(config.out)))
     return 0
 
 
@@ -113,11 +115,13 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from vlmface.scoring import format_summary, score_run
+    from vlmface.scoring.index import where_to_look
 
     metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
                         seed=args.seed, answered_only=args.answered_only,
                         confidence=args.confidence)
     print(format_summary(metrics))
+    print(where_to_look(args.run_dir))
     return 0
 
 
