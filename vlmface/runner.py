@@ -324,11 +324,14 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
              manifest: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
+    if done:
+        print(f"resuming: {len(run.samples) - len(pending)} of {len(run.samples)} faces done "
+              f"({run.run_dir})", file=sys.stderr)
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
-                 desc=f"{run.task.name}/{run.entry.name}") as bar:
+                 desc=_progress_label(run)) as bar:
         try:
             for n_samples, predictions in engine.batches(pending, todo):
                 if run.perturbation is not None:
@@ -357,6 +360,14 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
     write_json_atomic(run.run_dir / RUN_FILE, manifest)
     return dict(counts)
+
+
+def _progress_label(run: _Run) -> str:
+    """task/model, and in a perturbation sweep which perturbation and level this run is."""
+    label = f"{run.task.name}/{run.entry.name}"
+    if run.perturbation is None:
+        return label
+    return f"{label} {run.perturbation.name}={run.perturbation.level:g}"
 
 
 def _is_number(value: Any) -> bool:
