@@ -39,14 +39,17 @@ def ci_whiskers(values: pd.Series, lo: pd.Series, hi: pd.Series, factor: float) 
 def _grouped_bars(ax, table: pd.DataFrame, value: str, factor: float, with_ci: bool) -> None:
     """Bars per group (x) and run (hue); small groups are drawn faded and marked."""
     groups = list(dict.fromkeys(table["group"]))
-    labels = list(dict.fromkeys(table["label"]))
-    width = 0.8 / max(1, len(labels))
+    key = "run_id" if "run_id" in table else "label"  # two runs may share a label (same model, other limit)
+    runs = list(dict.fromkeys(table[key]))
+    names = table.drop_duplicates(key).set_index(key)["label"]
+    width = 0.8 / max(1, len(runs))
     x = np.arange(len(groups))
-    for i, label in enumerate(labels):
-        rows = table[table["label"] == label].set_index("group").reindex(groups)
+    for i, run in enumerate(runs):
+        label = names[run] if (names == names[run]).sum() == 1 else f"{names[run]} ({run})"
+        rows = table[table[key] == run].set_index("group").reindex(groups)
         heights = rows[value].astype(float) * factor
         err = ci_whiskers(rows[value], rows[f"{value}_lo"], rows[f"{value}_hi"], factor) if with_ci else None
-        bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, heights.fillna(0), width,
+        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights.fillna(0), width,
                       yerr=err, capsize=3, color=PALETTE[i % len(PALETTE)], label=_short(label),
                       error_kw={"elinewidth": 1, "ecolor": "#333333"})
         for bar, small in zip(bars, rows.get("small", pd.Series(False, index=rows.index)).fillna(False)):
