@@ -39,21 +39,25 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", help="prompt template name (prompts/NAME.jinja) or path; default: the task's")
     add_data_arguments(p, "evaluate N samples, stratified by the group columns")
     p.add_argument("--out", default="results", help="results root (default results/)")
-    p.add_argument("--attributes", help="comma-separated subset of the task's attributes (default: those the task evaluates)")
+    p.add_argument("--attributes",
+                   help="comma-separated subset of the task's attributes (default: those the task evaluates)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the backend's)")
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
     add_device_arguments(p)
     p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
-    p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends (default: the backend's)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="generation budget of generative backends (default: the backend's)")
     p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                    "(default: the registry entry's)")
     p.add_argument("--api-key-env", metavar="NAME",
                    help="api models: environment variable holding the key, never written anywhere "
                    "(default: OPENAI_API_KEY or the registry entry's)")
     p.add_argument("--concurrency", type=int, help="api models: requests in flight (default 8)")
-    p.add_argument("--timeout", type=float, metavar="S", help="api models: seconds per request before a retry (default 60)")
-    p.add_argument("--max-retries", type=int, help="api models: retries on 429/5xx/timeouts/connection errors (default 6)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="api models: seconds per request before a retry (default 60)")
+    p.add_argument("--max-retries", type=int,
+                   help="api models: retries on 429/5xx/timeouts/connection errors (default 6)")
     p.add_argument("--max-cost", type=float, metavar="USD",
                    help="api models: stop before this command spends more than USD on requests "
                    "(default: no limit)")

@@ -50,9 +50,10 @@ def folders_read() -> list[str]:
 
 def _nothing_found(tasks: list[str] | None) -> list[str]:
     """Validating nothing is a failure, not a pass: say which kind of file is missing."""
-    found = {"task specs": tasks or available_tasks(), "prompt templates": available_templates()}
-    return [f"no {what} found: pass --{'tasks' if what[0] == 't' else 'prompts'}-dir DIR or set "
-            f"$VLMFACE_{'TASKS' if what[0] == 't' else 'PROMPTS'}" for what, files in found.items() if not files]
+    found = {("task specs", "tasks"): tasks or available_tasks(),
+             ("prompt templates", "prompts"): available_templates()}
+    return [f"no {what} found: pass --{folder}-dir DIR or set $VLMFACE_{folder.upper()}"
+            for (what, folder), files in found.items() if not files]
 
 
 def validate_all(tasks: list[str] | None = None) -> list[str]:
