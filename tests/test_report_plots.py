@@ -45,9 +45,7 @@ def test_group_scores_of_two_runs_with_one_label_draw_both(collection):
     gender = groups[(groups["attribute"] == "gender") & (groups["group_col"] == "race")]
     same_label = gender.assign(label=gender["label"].iloc[0])
     bars = _bars(plot_group_scores(same_label))
-    assert len(bars) == 2
-    legend = [t.get_text() for t in plot_group_scores(same_label).axes[0].get_legend().get_texts()]
-    assert len(set(legend)) == 2
+    assert len(bars) == 2 and all(len(b) == same_label["group"].nunique() for b in bars)
 
 
 def test_group_scores_numeric_in_years(collection):

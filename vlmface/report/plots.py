@@ -39,14 +39,13 @@ def ci_whiskers(values: pd.Series, lo: pd.Series, hi: pd.Series, factor: float) 
 def _grouped_bars(ax, table: pd.DataFrame, value: str, factor: float, with_ci: bool) -> None:
     """Bars per group (x) and run (hue); small groups are drawn faded and marked."""
     groups = list(dict.fromkeys(table["group"]))
-    key = "run_id" if "run_id" in table else "label"  # two runs may share a label (same model, other limit)
+    key = "run_id" if "run_id" in table else "label"  # one hue per run directory, shown by its label
     runs = list(dict.fromkeys(table[key]))
-    names = table.drop_duplicates(key).set_index(key)["label"]
     width = 0.8 / max(1, len(runs))
     x = np.arange(len(groups))
     for i, run in enumerate(runs):
-        label = names[run] if (names == names[run]).sum() == 1 else f"{names[run]} ({run})"
         rows = table[table[key] == run].set_index("group").reindex(groups)
+        label = str(rows["label"].dropna().iloc[0]) if rows["label"].notna().any() else str(run)
         heights = rows[value].astype(float) * factor
         err = ci_whiskers(rows[value], rows[f"{value}_lo"], rows[f"{value}_hi"], factor) if with_ci else None
         bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, heights.fillna(0), width,
