@@ -39,6 +39,15 @@ def test_group_scores_bars_and_whiskers(collection):
     assert len(fig.axes[0].get_lines()) + len(fig.axes[0].collections) > 0  # CI whiskers drawn
 
 
+def test_group_scores_of_two_runs_with_one_label_draw_both(collection):
+    """Same model and prompt at another limit (README quickstart beside a merged shard run)."""
+    groups = collection.groups
+    gender = groups[(groups["attribute"] == "gender") & (groups["group_col"] == "race")]
+    same_label = gender.assign(label=gender["label"].iloc[0])
+    bars = _bars(plot_group_scores(same_label))
+    assert len(bars) == 2 and all(len(b) == same_label["group"].nunique() for b in bars)
+
+
 def test_group_scores_numeric_in_years(collection):
     groups = collection.groups
     age = groups[(groups["attribute"] == "age") & (groups["group_col"] == "race")]

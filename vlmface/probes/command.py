@@ -30,15 +30,15 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
                    help="social perception: cos - neutral (default: the spec's, absolute) or (cos - neutral) / neutral")
     _add_contrast(p)
     add_device_arguments(p)
-    p.add_argument("--batch-size", type=int, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, help="images per forward pass (default: the backend's)")
     add_cache_arguments(p)
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.add_argument("--perturb", metavar="SPEC",
                    help="social perception: also probe the same images at every level of each perturbation in "
                    "SPEC (perturbations/NAME.yaml or a path) into OUT/perturb-NAME-LEVEL/, then write the "
-                   "score shifts to OUT/robustness/")
+                   "score shifts to OUT/robustness/ (default: no perturbation)")
     p.add_argument("--perturb-only", metavar="NAMES", help="with --perturb: comma-separated subset of its "
-                   "perturbations")
+                   "perturbations (default: all)")
     p.set_defaults(handler=run_probe)
 
 

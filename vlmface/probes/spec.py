@@ -242,8 +242,17 @@ def _check_templates(templates: list[str], slot: str, field_name: str) -> None:
 
 
 def probe_dirs() -> list[Path]:
-    """tasks/probes/ inside each task directory ($VLMFACE_TASKS, ./tasks, this checkout's tasks)."""
+    """probes/ inside each task folder ($VLMFACE_TASKS, then the shipped tasks/)."""
     return [d / PROBES_SUBDIR for d in task_dirs() if (d / PROBES_SUBDIR).is_dir()]
+
+
+def probe_dataset_dirs() -> list[Path]:
+    """probes/datasets/ inside each task folder: probe-only datasets (task specs)."""
+    return [d / DATASETS_SUBDIR for d in probe_dirs() if (d / DATASETS_SUBDIR).is_dir()]
+
+
+def available_probe_datasets() -> dict[str, Path]:
+    return find_specs(probe_dataset_dirs())
 
 
 def available_probes() -> dict[str, Path]:
@@ -276,7 +285,7 @@ def resolve_task(name_or_path: str | Path) -> TaskSpec:
     except SpecError as exc:
         if not str(exc).startswith("unknown task"):
             raise
-        extra = find_specs([d / DATASETS_SUBDIR for d in probe_dirs() if (d / DATASETS_SUBDIR).is_dir()])
+        extra = available_probe_datasets()
         if str(name_or_path) in extra:
             return load_task(extra[str(name_or_path)])
         raise SpecError(f"{exc}; probe-only datasets (tasks/probes/datasets/): "

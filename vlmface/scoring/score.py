@@ -7,6 +7,7 @@ from typing import Any
 
 from vlmface.scoring.classification import overall_classification
 from vlmface.scoring.groups import group_metrics, groupings
+from vlmface.scoring.index import write_index
 from vlmface.scoring.load import AttributeData, load_run
 from vlmface.scoring.numeric import overall_numeric
 from vlmface.scoring.outcomes import outcomes
@@ -42,5 +43,5 @@ def score_run(run_dir: str | Path, *, min_group_n: int = 30, n_boot: int = 1000,
                     "group_columns": run.group_columns},
     })
     write_json(run_dir / METRICS_FILE, metrics)
-    write_tables(run_dir, metrics)
+    write_index(run_dir, metrics, write_tables(run_dir, metrics))
     return metrics
