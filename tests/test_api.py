@@ -201,7 +201,7 @@ def test_a_rejected_key_stops_the_run_without_showing_it(make_backend, faces, ke
         backend = make_backend(server.url)
         with pytest.raises(BackendError, match="HTTP 401") as err:
             backend.answer(_queries(faces[:3]))
-    assert key not in str(err.value)
+    assert key not in str(err.value) and f"environment variable {KEY_ENV}" in str(err.value)
 
 
 def test_missing_key_variable_and_key_option_are_clear_errors(tmp_path, monkeypatch):

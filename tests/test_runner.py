@@ -54,6 +54,12 @@ def killed_and_resumed(utkface_dir, tmp_path_factory):
     return predictions.parent, lines_at_kill, rerun.stdout + rerun.stderr
 
 
+def test_the_rerun_takes_over_the_lock_of_the_killed_run(killed_and_resumed):
+    run_dir, _, output = killed_and_resumed
+    assert f"{run_dir}: taking over the lock left by pid " in output and "which is no longer running" in output
+    assert not (run_dir / ".vlmface.lock").exists()
+
+
 def test_resume_after_sigkill_gives_exactly_500_samples(killed_and_resumed):
     run_dir, lines_at_kill, _ = killed_and_resumed
     records = read_records(run_dir / "predictions.jsonl")

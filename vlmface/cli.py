@@ -90,7 +90,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-cost", type=float, metavar="USD",
                    help="api models: stop before this command spends more than USD on requests")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="any other backend option (repeatable)")
+                   help="any other option the backend declares (repeatable); an unknown KEY is refused with the valid ones listed")
     p.add_argument("--shard", type=_shard, metavar="K/N",
                    help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
     add_cache_arguments(p)

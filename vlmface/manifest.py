@@ -1,4 +1,5 @@
-"""run.json: everything needed to know what a run did and to reproduce it."""
+"""Facts run.json records besides the identity: package versions, timestamps, file hashes.
+(The file names, run.json read/write and the identity live in vlmface.run_record.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import platform
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from vlmface.run_record import RUN_FILE, read_run, write_json_atomic  # noqa: F401  (their home; re-exported)
 

@@ -28,6 +28,9 @@ RUN_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 class OutputError(VlmfaceError):
     """A file of a run cannot be written (disk full, read-only folder...). The CLI exits with 1."""
@@ -43,7 +46,7 @@ def describe_os_error(exc: OSError, path: Path | str | None = None, verb: str = 
     "cannot write out/run.json: ENOSPC (No space left on device)"."""
     where = exc.filename if use_filename and exc.filename is not None else path
     code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else type(exc).__name__
-    return f"{verb} {where}: {code} ({exc.strerror or exc})"
+    return f"{verb + ' ' + str(where) + ': ' if where is not None else ''}{code} ({exc.strerror or exc})"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -57,6 +60,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except OSError as exc:
         raise OutputError.from_os_error(exc, path) from None
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

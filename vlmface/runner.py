@@ -159,6 +159,7 @@ class _Run:
         self.entry = resolve_model(config.model)
         self.backend_cls = backend_class(self.entry.backend)
         self.style = self.backend_cls.prompt_style
+        self.options = self.backend_cls.resolve_options(self.entry, config.options)  # checked before any data
         self.batch_size = max(1, config.batch_size or self.backend_cls.default_batch_size)
         attributes = config.attributes or self.task.evaluated_attributes
         unknown = [a for a in attributes if a not in self.task.attributes]
@@ -167,7 +168,6 @@ class _Run:
         self.questions = build_questions(self.task, self.style, config.prompt, attributes)
         if config.prompt and self.style == "none":
             load_template(config.prompt)  # unknown names are refused here too, though no prompt is sent
-        self.options = self.backend_cls.resolve_options(self.entry, config.options)
         self.source_name, _ = self.task.source(config.source)
         self.data = load_samples(self.task, config.source, config.data_dir)
         selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
@@ -216,7 +216,7 @@ class _Run:
             extras.append("shard-{}-of-{}".format(*self.config.shard))
         if self.perturbation is not None:
             extras.append(self.perturbation.suffix)
-        return "__".join([Path(prompt).stem, *extras])
+        return "__".join([path_component(Path(prompt).stem, "prompt"), *extras])
 
     def _run_dir(self) -> Path:
         task_part = self.task.name
@@ -224,7 +224,7 @@ class _Run:
             task_part += f"@{self.source_name}"
         out = Path(self.config.out)
         run_dir = (out / path_component(task_part, "task") / path_component(self.entry.name, "model")
-                   / path_component(self._variant(), "prompt"))
+                   / path_component(self._variant(), "run variant"))
         resolved, root = run_dir.resolve(), out.resolve()
         if not resolved.is_relative_to(root) or resolved == root:
             raise VlmfaceError(f"{run_dir} resolves to {resolved}, outside --out {root} (a symbolic link?); "
