@@ -256,7 +256,7 @@ def _parse(args: argparse.Namespace) -> int:
 def _add_reparse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reparse", help="re-interpret a run's saved answers with the current parser (no model "
                                        "is asked) and re-score it")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="the run directory whose saved answers are re-read")
     p.add_argument("--task-spec", type=Path, metavar="PATH",
                    help="read the answers with this task spec's labels, synonyms and vocabulary "
                         "(default: the spec named in the run's run.json)")
