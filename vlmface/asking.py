@@ -35,7 +35,7 @@ class Asker:
         groups = {col: sample.labels.get(col) for col in self.group_columns}
         return [Prediction(sample_id=sample.id, attribute=q.attribute, label=a.label, status=a.status,
                            truth=sample.labels.get(q.attribute), groups=groups, raw=a.raw, probs=a.probs,
-                           extra=a.extra)
+                           extra=a.extra, error_kind=a.error_kind if a.status == "error" else None)
                 for q, a in zip(questions, answers)]
 
     def ask(self, backend: Backend, batch: list[LoadedSample],
@@ -46,7 +46,7 @@ class Asker:
         for loaded in batch:
             sample, questions = loaded.sample, todo[loaded.sample.id]
             if loaded.error is not None:
-                predictions += self.predictions(sample, questions, [Answer.error(loaded.error)] * len(questions))
+                predictions += self.predictions(sample, questions, [Answer.error(loaded.error, kind="data")] * len(questions))
                 continue
             for question in questions:
                 prompt = render_prompt(question, sample) if self.style == "question" else None

@@ -3,7 +3,14 @@
 One JSON object per (sample, attribute). The runner appends and flushes a batch at a
 time, so a crash can leave at most one truncated last line; readers ignore it (and the
 runner redoes that sample on resume). Any other malformed line is an error that names
-the file and line number.
+the file and line number: invalid JSON, bytes that are not UTF-8, a missing key, an
+unknown status, NaN/Infinity in a label, truth or probability.
+
+Error policy: a line with status "error" carries `error_kind`, "data" (the image cannot
+be read or is refused as too large: left out of every metric) or "answer" (no face
+found, an API failure after the last retry, a backend exception: the system's failure,
+counted wrong in `accuracy`). A file written before `error_kind` existed has "error"
+lines without it; those are read as "data", which is how they were scored before.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Any
 from vlmface.errors import PredictionsError
 
 STATUSES = ("ok", "invalid", "refused", "error")
+ERROR_KINDS = ("data", "answer")
+LEGACY_ERROR_KIND = "data"  # an "error" line without error_kind (files from before the policy)
 REQUIRED_KEYS = ("sample_id", "attribute", "label", "status", "groups", "truth")
 PREDICTIONS_FILE = "predictions.jsonl"
 
@@ -36,13 +45,48 @@ class Prediction:
     extra: dict[str, Any] | None = None
     perturbation: str | None = None  # image perturbation name (vlmface.perturb); absent when clean
     level: float | None = None  # its level; absent when clean
+    error_kind: str | None = None  # with status "error": one of ERROR_KINDS; absent otherwise
 
     def to_json(self) -> str:
         record = asdict(self)
-        for optional in ("extra", "perturbation", "level"):
+        for optional in ("extra", "perturbation", "level", "error_kind"):
             if record[optional] is None:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> bool:
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _check_numbers(record: dict[str, Any], where: str) -> None:
+    for key in ("label", "truth"):
+        if not _finite(record[key]):
+            raise PredictionsError(f"{where}: {key} is {record[key]!r} for sample {record['sample_id']!r}; "
+                                   "a non-finite number cannot be scored: fix the line (or mark it status "
+                                   "'invalid' with label null) and re-score")
+    probs = record.get("probs")
+    if probs is None:
+        return
+    if not isinstance(probs, dict):
+        raise PredictionsError(f"{where}: 'probs' must be an object of label -> probability or null")
+    for label, value in probs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PredictionsError(f"{where}: probs[{label!r}] is {value!r} for sample "
+                                   f"{record['sample_id']!r}; probabilities must be finite numbers: fix "
+                                   "the line or set probs to null and re-score")
+
+
+def _check_error_kind(record: dict[str, Any], where: str) -> None:
+    kind = record.get("error_kind")
+    if kind is None:
+        return
+    if record["status"] != "error":
+        raise PredictionsError(f"{where}: error_kind {kind!r} on a line with status {record['status']!r}; "
+                               "only status 'error' lines carry error_kind: remove it")
+    if kind not in ERROR_KINDS:
+        raise PredictionsError(f"{where}: unknown error_kind {kind!r}; expected one of "
+                               f"{', '.join(ERROR_KINDS)}")
 
 
 def _check_record(record: Any, where: str) -> dict[str, Any]:
@@ -56,8 +100,10 @@ def _check_record(record: Any, where: str) -> dict[str, Any]:
         raise PredictionsError(f"{where}: unknown status {record['status']!r}; "
                                f"expected one of {', '.join(STATUSES)}")
     truth = record["truth"]
-    if truth is None or (isinstance(truth, float) and math.isnan(truth)):
+    if truth is None:
         raise PredictionsError(f"{where}: missing truth for sample {record['sample_id']!r}")
+    _check_numbers(record, where)
+    _check_error_kind(record, where)
     if record["status"] == "ok" and record["label"] is None:
         raise PredictionsError(f"{where}: status 'ok' but label is null")
     if not isinstance(record["groups"], dict):
@@ -70,9 +116,14 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise PredictionsError(f"{path}: no predictions file; run `vlmface eval` first")
-    with path.open("r", encoding="utf-8") as handle:
-        number = 0
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PredictionsError(f"{path}:{number}: bytes that are not UTF-8 ({exc.reason} at byte "
+                                       f"{exc.start}); predictions files are UTF-8: re-encode or delete "
+                                       "that line and re-score") from None
             if not line.strip():
                 continue
             try:

@@ -55,10 +55,13 @@ def status_block(table: dict[str, np.ndarray], i: int = 0) -> dict[str, Any]:
     """n counts and rates of row `i` of a counts table, as JSON values."""
     shares = rates(table)
     return {"n_total": int(table["n_total"][i]), "n_error": int(table["n_error"][i]),
+            "n_data_error": int(table["n_data_error"][i]),
+            "n_answer_error": int(table["n_answer_error"][i]),
             "n_invalid": int(table["n_invalid"][i]), "n_refused": int(table["n_refused"][i]),
-            "invalid_rate": float(shares["invalid_rate"][i]),
-            "refusal_rate": float(shares["refusal_rate"][i]),
-            "error_rate": float(shares["error_rate"][i])}
+            "n_answered": int(table["n_answered"][i]),
+            **{key: float(shares[key][i]) for key in
+               ("answered_accuracy", "answer_error_rate", "invalid_rate", "refusal_rate",
+                "error_rate")}}
 
 
 def overall_classification(data: AttributeData, out: Outcomes,
@@ -82,6 +85,8 @@ def overall_classification(data: AttributeData, out: Outcomes,
         result["off_by_one_accuracy"] = float(ratio(table["n_near"], table["n"])[0])
         result["off_by_one_accuracy_ci"] = percentile_ci(near, settings.confidence)[:, 0].tolist()
     result.update(status_block(table))
+    answered = proportion_samples(table["n_answered_correct"], table["n_answered"], settings.n_boot, rng)
+    result["answered_accuracy_ci"] = percentile_ci(answered, settings.confidence)[:, 0].tolist()
     result["per_class"] = {label: {name: scores[name][i].item()
                                    for name in ("precision", "recall", "f1", "support")}
                            for i, label in enumerate(data.labels)}

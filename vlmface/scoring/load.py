@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import PredictionsError
-from vlmface.predictions import PREDICTIONS_FILE, STATUSES, iter_records
+from vlmface.predictions import LEGACY_ERROR_KIND, PREDICTIONS_FILE, STATUSES, iter_records
 from vlmface.scoring.attributes import AttributeSpec, group_columns, read_run_json, resolve_spec
 
 OK, INVALID, REFUSED, ERROR = (STATUSES.index(s) for s in ("ok", "invalid", "refused", "error"))
 BASE_COLUMNS = ("sample_id", "attribute", "label", "status", "truth")
+OPTIONAL_COLUMNS = ("error_kind", "probs")  # None where a line does not carry them
 
 
 @dataclass
@@ -35,6 +36,17 @@ class AttributeData:
     truth: np.ndarray  # int label codes, or floats for numeric attributes
     pred: np.ndarray
     groups: dict[str, pd.Categorical]
+    answer_error: np.ndarray | None = None  # bool: status "error" of kind "answer"
+    probs: np.ndarray | None = None  # (n, labels) float where every ok line has probs, else None
+
+    def __post_init__(self) -> None:
+        if self.answer_error is None:
+            self.answer_error = np.zeros(self.status.size, dtype=bool)
+
+    @property
+    def data_error(self) -> np.ndarray:
+        """Left out of every metric: the image could not be read (or legacy "error" lines)."""
+        return (self.status == ERROR) & ~self.answer_error
 
     @property
     def undeclared_labels(self) -> tuple[str, ...]:
@@ -50,12 +62,15 @@ class RunData:
 
 
 def _collect_columns(path: Path) -> tuple[dict[str, list], dict[str, list]]:
-    base: dict[str, list] = {key: [] for key in BASE_COLUMNS}
+    base: dict[str, list] = {key: [] for key in BASE_COLUMNS + OPTIONAL_COLUMNS}
     groups: dict[str, list] = {}
     appends = [(base[key].append, key) for key in BASE_COLUMNS]
+    optional = [(base[key].append, key) for key in OPTIONAL_COLUMNS]
     for n, record in enumerate(iter_records(path)):
         for append, key in appends:
             append(record[key])
+        for append, key in optional:
+            append(record.get(key))
         row_groups = record["groups"]
         for col in row_groups.keys() - groups.keys():
             groups[col] = [None] * n
@@ -117,6 +132,43 @@ def _encode_labels(values: pd.Series, labels: list[str]) -> np.ndarray:
     return pd.Categorical(text, categories=labels).codes.astype(np.int64)
 
 
+def _check_answer_labels(frame: pd.DataFrame, ok: np.ndarray, spec: AttributeSpec,
+                         path: Path | None) -> None:
+    """An ok answer must be one of the declared labels: never a class of its own."""
+    if spec.inferred or not spec.labels:
+        return
+    text = _as_text(frame["label"][ok])
+    outside = ~text.isin(spec.labels)
+    if not outside.any():
+        return
+    row = outside.idxmax()
+    sample_id = frame.at[row, "sample_id"]
+    where = f"{path}:{_line_numbers(path, sample_id, spec.name)[0]}: " if path else ""
+    raise PredictionsError(
+        f"{where}sample {sample_id!r}: status 'ok' with label {text[row]!r}, which is not one of "
+        f"{spec.name!r}'s labels ({', '.join(spec.labels)}); map it to a label, or mark the line "
+        f"status 'invalid' with label null (`vlmface reparse`), and re-score")
+
+
+def _answer_errors(frame: pd.DataFrame, status: np.ndarray) -> np.ndarray:
+    if "error_kind" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    kind = frame["error_kind"].fillna(LEGACY_ERROR_KIND).to_numpy()
+    return (status == ERROR) & (kind == "answer")
+
+
+def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str]) -> np.ndarray | None:
+    """(n, labels) probabilities, NaN rows where not answered; None unless every ok line has them."""
+    if "probs" not in frame or not ok.any():
+        return None
+    given = frame["probs"].to_numpy()[ok]
+    if any(not isinstance(p, dict) for p in given):
+        return None
+    table = np.full((len(frame), len(labels)), np.nan)
+    table[ok] = pd.DataFrame(list(given)).reindex(columns=labels).fillna(0.0).to_numpy(dtype=float)
+    return table
+
+
 def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeSpec,
              path: Path | None) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
@@ -142,14 +194,16 @@ def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
         pred = np.full(len(frame), np.nan)
         pred[ok] = _numeric(frame["label"][ok], frame, "label", spec, path)
     else:
+        _check_answer_labels(frame, ok, spec, path)
         labels = list(spec.labels)
         truth = _encode_labels(frame["truth"], labels)
         pred = np.full(len(frame), -1, dtype=np.int64)
         pred[ok] = _encode_labels(frame["label"][ok], labels)
     groups = {col: frame["g:" + col].array.remove_unused_categories()
               for col in cols if frame["g:" + col].notna().any()}
+    probs = None if spec.is_numeric else _probabilities(frame, ok, labels)
     return AttributeData(spec, tuple(labels), frame["sample_id"].to_numpy(), status, truth,
-                         pred, groups)
+                         pred, groups, _answer_errors(frame, status), probs)
 
 
 def _group_values(values: list) -> pd.Categorical:
@@ -162,7 +216,28 @@ def _group_values(values: list) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 
-def load_run(run_dir: str | Path) -> RunData:
+MAX_GROUP_VALUES = 1000  # default cap on a group column's distinct values
+UNIQUE_CHECK_FLOOR = 20  # the "more than half the samples unique" rule applies above this many values
+
+
+def check_group_columns(frame: pd.DataFrame, cols: list[str], path: Path,
+                        max_values: int = MAX_GROUP_VALUES) -> None:
+    """A group column must name groups: refuse one with too many values or one unique per sample."""
+    samples = frame["sample_id"].nunique()
+    for col in cols:
+        distinct = len(frame["g:" + col].cat.categories)
+        too_many = distinct > max_values
+        near_unique = distinct > UNIQUE_CHECK_FLOOR and distinct > samples / 2
+        if too_many or near_unique:
+            why = (f"more than the cap of {max_values}" if too_many
+                   else f"more than half of the {samples} samples")
+            raise PredictionsError(
+                f"{path}: group column {col!r} has {distinct} distinct values ({why}); it looks like an "
+                f"id, not a group: drop it from the task's group columns, bin it, or raise "
+                f"--max-group-values")
+
+
+def load_run(run_dir: str | Path, max_group_values: int = MAX_GROUP_VALUES) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PredictionsError(f"{run_dir}: not a run directory; pass the folder that holds "
@@ -171,6 +246,7 @@ def load_run(run_dir: str | Path) -> RunData:
     path = run_dir / PREDICTIONS_FILE
     frame, seen = read_frame(path)
     cols = group_columns(run, seen)
+    check_group_columns(frame, cols, path, max_group_values)
     declared = list(((run or {}).get("attributes") or {}))
     present = list(frame["attribute"].unique())
     order = [a for a in declared if a in present] + [a for a in present if a not in declared]

@@ -33,10 +33,15 @@ def _status_line(o: dict[str, Any], answered_only: bool) -> str:
         return f"{label} {count}" + (f" ({rate:.1%})" if rate is not None else "")
 
     non_answers = "excluded (answered only)" if answered_only else "scored as wrong"
+    answer_errors = o.get("n_answer_error", 0)
     line = (f"  {part('invalid', o['n_invalid'], o['invalid_rate'])}, "
-            f"{part('refused', o['n_refused'], o['refusal_rate'])}: {non_answers}")
-    if o["n_error"]:
-        line += f"; {o['n_error']} error(s) (no answer possible) left out of n"
+            f"{part('refused', o['n_refused'], o['refusal_rate'])}, "
+            f"{part('answer errors', answer_errors, o.get('answer_error_rate'))}: {non_answers}")
+    if o.get("answered_accuracy") is not None and not answered_only:
+        line += f"; answered-only {_num(o['answered_accuracy'])}"
+    data_errors = o.get("n_data_error", o["n_error"])
+    if data_errors:
+        line += f"; {data_errors} data error(s) (unreadable image) left out of n"
     return line
 
 
