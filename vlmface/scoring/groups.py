@@ -38,21 +38,29 @@ class Grouping:
 
 
 def _intersection(a: Grouping, b: Grouping) -> Grouping:
+    """Sparse: only the combinations observed in the data become cells (no dense product)."""
     valid = (a.codes >= 0) & (b.codes >= 0)
-    combo = np.where(valid, a.codes * len(b.values) + b.codes, 0)
-    used = np.flatnonzero(np.bincount(combo[valid], minlength=len(a.values) * len(b.values)))
-    remap = np.full(len(a.values) * len(b.values), -1)
-    remap[used] = np.arange(used.size)
-    codes = np.where(valid, remap[combo], -1)
+    combo = a.codes[valid] * len(b.values) + b.codes[valid]  # int64: no overflow below 3e9 x 3e9
+    used, inverse = np.unique(combo, return_inverse=True)
+    codes = np.full(a.codes.size, -1, dtype=np.int64)
+    codes[valid] = inverse
     values = [a.values[i // len(b.values)] + VALUE_JOIN + b.values[i % len(b.values)]
-              for i in used]
+              for i in used.tolist()]
     return Grouping(a.name + PAIR_JOIN + b.name, codes, values)
 
 
-def groupings(data: AttributeData) -> list[Grouping]:
+def groupings(data: AttributeData, depth: int = 2) -> list[Grouping]:
+    """Every group column, then every intersection of 2 .. `depth` of them."""
     singles = [Grouping(col, np.asarray(cat.codes, dtype=np.int64), list(cat.categories))
                for col, cat in data.groups.items()]
-    return singles + [_intersection(a, b) for a, b in combinations(singles, 2)]
+    found = list(singles)
+    for size in range(2, depth + 1):
+        for combo in combinations(singles, size):
+            grouping = combo[0]
+            for other in combo[1:]:
+                grouping = _intersection(grouping, other)
+            found.append(grouping)
+    return found
 
 
 @dataclass

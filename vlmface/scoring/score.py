@@ -21,7 +21,7 @@ def score_attribute(data: AttributeData, settings: ScoreSettings) -> dict[str, A
                               "kind_inferred": data.spec.inferred,
                               "overall": overall_of(data, out, settings),
                               "by_group": {}, "disparity": {}}
-    for grouping in groupings(data):
+    for grouping in groupings(data, settings.intersections):
         by_group, disparity = group_metrics(data, out, grouping, settings)
         result["by_group"][grouping.name] = by_group
         result["disparity"][grouping.name] = disparity
@@ -29,11 +29,15 @@ def score_attribute(data: AttributeData, settings: ScoreSettings) -> dict[str, A
 
 
 def score_run(run_dir: str | Path, *, min_group_n: int = 30, n_boot: int = 1000, seed: int = 0,
-              answered_only: bool = False, confidence: float = 0.95) -> dict[str, Any]:
+              answered_only: bool = False, confidence: float = 0.95, min_cell_n: int = 10,
+              max_group_values: int = 1000, intersections: int = 2,
+              reference_group: tuple[str, str] | None = None) -> dict[str, Any]:
     """Score RUN_DIR/predictions.jsonl; write metrics.json and tables/; return the metrics."""
-    settings = ScoreSettings(min_group_n, n_boot, seed, answered_only, confidence)
+    settings = ScoreSettings(min_group_n, n_boot, seed, answered_only, confidence, min_cell_n,
+                             max_group_values, intersections,
+                             tuple(reference_group) if reference_group else None)
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = load_run(run_dir, settings.max_group_values)
     metrics = json_ready({
         "attributes": {name: score_attribute(data, settings)
                        for name, data in run.attributes.items()},
