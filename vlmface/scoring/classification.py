@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmface.scoring.bootstrap import percentile_ci, proportion_samples, rng_for
+from vlmface.scoring.bootstrap import percentile_ci, proportion_ci, proportion_samples, rng_for
 from vlmface.scoring.load import INVALID, OK, AttributeData
 from vlmface.scoring.outcomes import Outcomes, counts, rates, ratio
 from vlmface.scoring.settings import ScoreSettings
@@ -76,7 +76,8 @@ def overall_classification(data: AttributeData, out: Outcomes,
     result: dict[str, Any] = {
         "n": n,
         "accuracy": float(ratio(table["n_correct"], table["n"])[0]),
-        "accuracy_ci": percentile_ci(samples, settings.confidence)[:, 0].tolist(),
+        "accuracy_ci": proportion_ci(table["n_correct"], table["n"], samples,
+                                     settings.confidence)[0][:, 0].tolist(),
         "balanced_accuracy": _mean_or_none(scores["recall"][present]),
         "macro_f1": _mean_or_none(scores["f1"][present | (scores["predicted"] > 0)]),
     }
