@@ -9,7 +9,8 @@ Categorical per group column, so every metric downstream is a numpy bincount.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ class AttributeData:
     groups: dict[str, pd.Categorical]
     answer_error: np.ndarray | None = None  # bool: status "error" of kind "answer"
     probs: np.ndarray | None = None  # (n, labels) float where every ok line has probs, else None
+    cache: dict[str, Any] = field(default_factory=dict)  # per-item values metric families reuse
 
     def __post_init__(self) -> None:
         if self.answer_error is None:
@@ -157,21 +159,41 @@ def _answer_errors(frame: pd.DataFrame, status: np.ndarray) -> np.ndarray:
     return (status == ERROR) & (kind == "answer")
 
 
-def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str]) -> np.ndarray | None:
+def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str], spec: AttributeSpec,
+                   path: Path | None) -> np.ndarray | None:
     """(n, labels) probabilities, NaN rows where not answered; None unless every ok line has them."""
     if "probs" not in frame or not ok.any():
         return None
     given = frame["probs"].to_numpy()[ok]
-    if any(not isinstance(p, dict) for p in given):
+    pick = itemgetter(*labels) if len(labels) > 1 else (lambda p: (p[labels[0]],))
+    try:
+        rows = [pick(p) for p in given]  # the usual case: every label has a probability
+    except TypeError:  # some answered line has no probs
         return None
+    except KeyError:
+        rows = [tuple(p.get(label, 0.0) for label in labels) for p in given]
+    values = np.asarray(rows, dtype=float).reshape(-1, len(labels))
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():  # e.g. 1e999, which JSON reads as inf
+        sample_id = frame["sample_id"].to_numpy()[ok][np.argmax(bad)]
+        where = f"{path}:{_line_numbers(path, sample_id, spec.name)[0]}: " if path else ""
+        raise PredictionsError(f"{where}sample {sample_id!r}: a probability is not a finite number; fix "
+                               "the line or set probs to null and re-score")
     table = np.full((len(frame), len(labels)), np.nan)
-    table[ok] = pd.DataFrame(list(given)).reindex(columns=labels).fillna(0.0).to_numpy(dtype=float)
+    table[ok] = values
     return table
 
 
 def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeSpec,
              path: Path | None) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
+    infinite = np.isinf(numbers.to_numpy(dtype=float))
+    if infinite.any():  # e.g. 1e999, which JSON reads as inf
+        row = values.index[np.argmax(infinite)]
+        sample_id = frame.at[row, "sample_id"]
+        where = f"{path}:{_line_numbers(path, sample_id, spec.name)[0]}: " if path else ""
+        raise PredictionsError(f"{where}sample {sample_id!r}: {what} is not a finite number; fix the line "
+                               "and re-score")
     bad = numbers.isna() & values.notna()
     if bad.any():
         row = bad.idxmax()
@@ -201,7 +223,7 @@ def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
         pred[ok] = _encode_labels(frame["label"][ok], labels)
     groups = {col: frame["g:" + col].array.remove_unused_categories()
               for col in cols if frame["g:" + col].notna().any()}
-    probs = None if spec.is_numeric else _probabilities(frame, ok, labels)
+    probs = None if spec.is_numeric else _probabilities(frame, ok, labels, spec, path)
     return AttributeData(spec, tuple(labels), frame["sample_id"].to_numpy(), status, truth,
                          pred, groups, _answer_errors(frame, status), probs)
 

@@ -45,14 +45,33 @@ def _status_line(o: dict[str, Any], answered_only: bool) -> str:
     return line
 
 
+def _test_part(d: dict[str, Any]) -> str:
+    test = d.get("test") or {}
+    if test.get("p_value") is None:
+        return ""
+    return f", p={test['p_value']:.2g} (Holm {test['p_holm']:.2g})" if test.get("p_holm") is not None \
+        else f", p={test['p_value']:.2g}"
+
+
+def _per_class_part(d: dict[str, Any]) -> str:
+    if "tpr_gap" not in d:
+        if d.get("aged_up_most"):
+            return f"; aged up most {d['aged_up_most']}, down most {d['aged_down_most']}"
+        return ""
+    if d["tpr_gap"] is None and d["dp_gap"] is None:
+        return f"; per-class gaps: n < {d['min_cell_n']}"
+    parts = [f"{name} {_num(d[key])} ({d[key + '_label']})" for name, key in
+             (("DP gap", "dp_gap"), ("TPR gap", "tpr_gap"), ("EOdds gap", "eodds_gap")) if d[key] is not None]
+    return "; " + ", ".join(parts)
+
+
 def _group_line(col: str, d: dict[str, Any]) -> str:
     if d["gap"] is None:
         return f"  {col}: fewer than 2 groups large enough to compare"
     digits = 2 if d["metric"] == "mae" else 3
     line = (f"  {col}: worst {d['worst_group']}, best {d['best_group']}, "
-            f"{d['metric']} gap {_num(d['gap'], digits)}{_ci(d['gap_ci'], digits)}")
-    if d.get("eo_gap") is not None:
-        line += f", EO gap {_num(d['eo_gap'])} ({d['eo_gap_class']})"
+            f"{d['metric']} gap {_num(d['gap'], digits)}{_ci(d['gap_ci'], digits)}{_test_part(d)}")
+    line += _per_class_part(d)
     if d["excluded_groups"]:
         line += f"; {len(d['excluded_groups'])} small group(s) left out"
     return line
