@@ -9,8 +9,8 @@ Categorical per group column, so every metric downstream is a numpy bincount.
 from __future__ import annotations
 
 import json
+from array import array
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -63,22 +63,61 @@ class RunData:
     group_columns: list[str]
 
 
-def _collect_columns(path: Path) -> tuple[dict[str, list], dict[str, list]]:
+class _Probs:
+    """Every line's probabilities in one flat float array: a line keeps (label order, offset),
+    the order tuple shared between lines (a dict per line would double the scorer's memory)."""
+
+    def __init__(self) -> None:
+        self.flat = array("d")
+        self.orders: dict[tuple, tuple] = {}
+
+    def add(self, probs: Any, path: Path, record: dict[str, Any]) -> tuple[tuple, int] | None:
+        if not isinstance(probs, dict):
+            return None
+        order = tuple(probs)
+        order = self.orders.setdefault(order, order)
+        offset = len(self.flat)
+        try:
+            self.flat.extend(probs.values())
+        except TypeError:
+            line = _line_numbers(path, str(record["sample_id"]), record["attribute"])[0]
+            raise PredictionsError(f"{path}:{line}: probs must map labels to numbers (got "
+                                   f"{probs!r}); fix the line or set probs to null and re-score") from None
+        return order, offset
+
+    def table(self, refs: np.ndarray, labels: list[str]) -> np.ndarray | None:
+        """(len(refs), labels) probabilities; None if a ref is missing (an answered line without probs)."""
+        if any(ref is None for ref in refs):
+            return None
+        values = np.frombuffer(self.flat, dtype=float) if len(self.flat) else np.zeros(0)
+        out = np.zeros((len(refs), len(labels)))
+        orders = np.array([id(ref[0]) for ref in refs])
+        offsets = np.array([ref[1] for ref in refs], dtype=np.int64)
+        for order in {id(ref[0]): ref[0] for ref in refs}.values():
+            rows = orders == id(order)
+            for j, label in enumerate(labels):
+                if label in order:
+                    out[rows, j] = values[offsets[rows] + order.index(label)]
+        return out
+
+
+def _collect_columns(path: Path) -> tuple[dict[str, list], dict[str, list], _Probs]:
     base: dict[str, list] = {key: [] for key in BASE_COLUMNS + OPTIONAL_COLUMNS}
     groups: dict[str, list] = {}
+    probs = _Probs()
     appends = [(base[key].append, key) for key in BASE_COLUMNS]
-    optional = [(base[key].append, key) for key in OPTIONAL_COLUMNS]
+    error_kinds, refs = base["error_kind"].append, base["probs"].append
     for n, record in enumerate(iter_records(path)):
         for append, key in appends:
             append(record[key])
-        for append, key in optional:
-            append(record.get(key))
+        error_kinds(record.get("error_kind"))
+        refs(probs.add(record.get("probs"), path, record))
         row_groups = record["groups"]
         for col in row_groups.keys() - groups.keys():
             groups[col] = [None] * n
         for col, values in groups.items():
             values.append(row_groups.get(col))
-    return base, groups
+    return base, groups, probs
 
 
 def _line_numbers(path: Path, sample_id: str, attribute: str) -> list[int]:
@@ -107,9 +146,10 @@ def _check_duplicates(frame: pd.DataFrame, path: Path) -> None:
         f"(sample_id, attribute) and re-score")
 
 
-def read_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """All records as one DataFrame (group columns prefixed 'g:'), plus group column names."""
-    base, groups = _collect_columns(path)
+def read_frame(path: Path) -> tuple[pd.DataFrame, list[str], _Probs]:
+    """All records as one DataFrame (group columns prefixed 'g:'), the group column names and
+    the probabilities store its "probs" column points into."""
+    base, groups, probs = _collect_columns(path)
     if not base["sample_id"]:
         raise PredictionsError(f"{path}: no predictions to score; run `vlmface eval` first")
     frame = pd.DataFrame({key: pd.Series(values, dtype=object) for key, values in base.items()})
@@ -117,7 +157,7 @@ def read_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
     for col, values in groups.items():
         frame["g:" + col] = _group_values(values)
     _check_duplicates(frame, path)
-    return frame, list(groups)
+    return frame, list(groups), probs
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -160,21 +200,15 @@ def _answer_errors(frame: pd.DataFrame, status: np.ndarray) -> np.ndarray:
 
 
 def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str], spec: AttributeSpec,
-                   path: Path | None) -> np.ndarray | None:
+                   path: Path | None, store: _Probs | None) -> np.ndarray | None:
     """(n, labels) probabilities, NaN rows where not answered; None unless every ok line has them."""
-    if "probs" not in frame or not ok.any():
+    if store is None or "probs" not in frame or not ok.any():
         return None
-    given = frame["probs"].to_numpy()[ok]
-    pick = itemgetter(*labels) if len(labels) > 1 else (lambda p: (p[labels[0]],))
-    try:
-        rows = [pick(p) for p in given]  # the usual case: every label has a probability
-    except TypeError:  # some answered line has no probs
+    values = store.table(frame["probs"].to_numpy()[ok], labels)
+    if values is None:
         return None
-    except KeyError:
-        rows = [tuple(p.get(label, 0.0) for label in labels) for p in given]
-    values = np.asarray(rows, dtype=float).reshape(-1, len(labels))
     bad = ~np.isfinite(values).all(axis=1)
-    if bad.any():  # e.g. 1e999, which JSON reads as inf
+    if bad.any():  # NaN / Infinity, or 1e999, which JSON reads as inf
         sample_id = frame["sample_id"].to_numpy()[ok][np.argmax(bad)]
         where = f"{path}:{_line_numbers(path, sample_id, spec.name)[0]}: " if path else ""
         raise PredictionsError(f"{where}sample {sample_id!r}: a probability is not a finite number; fix "
@@ -206,8 +240,9 @@ def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeS
 
 
 def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
-                     path: Path | None = None) -> AttributeData:
-    """`path` (the predictions file) is only used to name the line in an error."""
+                     path: Path | None = None, store: _Probs | None = None) -> AttributeData:
+    """`path` (the predictions file) is only used to name the line in an error; `store` holds
+    the probabilities the frame's "probs" column points into."""
     status = pd.Categorical(frame["status"], categories=STATUSES).codes.astype(np.int8)
     ok = status == OK
     if spec.is_numeric:
@@ -223,7 +258,7 @@ def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
         pred[ok] = _encode_labels(frame["label"][ok], labels)
     groups = {col: frame["g:" + col].array.remove_unused_categories()
               for col in cols if frame["g:" + col].notna().any()}
-    probs = None if spec.is_numeric else _probabilities(frame, ok, labels, spec, path)
+    probs = None if spec.is_numeric else _probabilities(frame, ok, labels, spec, path, store)
     return AttributeData(spec, tuple(labels), frame["sample_id"].to_numpy(), status, truth,
                          pred, groups, _answer_errors(frame, status), probs)
 
@@ -266,7 +301,7 @@ def load_run(run_dir: str | Path, max_group_values: int = MAX_GROUP_VALUES) -> R
                                f"{PREDICTIONS_FILE}")
     run = read_run_json(run_dir)
     path = run_dir / PREDICTIONS_FILE
-    frame, seen = read_frame(path)
+    frame, seen, store = read_frame(path)
     cols = group_columns(run, seen)
     check_group_columns(frame, cols, path, max_group_values)
     declared = list(((run or {}).get("attributes") or {}))
@@ -275,5 +310,5 @@ def load_run(run_dir: str | Path, max_group_values: int = MAX_GROUP_VALUES) -> R
     attributes = {}
     for name, sub in frame.groupby("attribute", sort=False):
         sub = sub.reset_index(drop=True)
-        attributes[name] = encode_attribute(sub, resolve_spec(name, sub, run), cols, path)
+        attributes[name] = encode_attribute(sub, resolve_spec(name, sub, run), cols, path, store)
     return RunData(path, run, {name: attributes[name] for name in order}, cols)
