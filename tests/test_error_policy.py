@@ -12,7 +12,7 @@ from PIL import Image
 from scoring_fixtures import record, run_json, write_run
 from test_perturb_analysis import N, PLANTED, PlantedBackend, _sweep, planted_task  # noqa: F401
 from vlmface.backends.base import Answer
-from vlmface.perturb.analysis import robustness
+from vlmface.perturb.analysis import format_robustness, robustness
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig, evaluate
 from vlmface.scoring import format_summary, score_run
@@ -127,3 +127,5 @@ def test_a_perturbed_runs_own_accuracy_equals_its_robustness_row(planted_task, t
     assert answer_errors == N // 5  # only at gamma 2, only group B
     b = levels.loc[("group", "B", 2.0)]
     assert b["accuracy"] < b["answered_accuracy"] and b["answer_error_rate"] == pytest.approx(0.2)
+    text = format_robustness(result)
+    assert "answer errors (counted wrong) %: 0.5: 0.0, 1: 0.0, 2: 6.7" in text
