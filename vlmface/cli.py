@@ -96,9 +96,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="(re)score a run directory from its predictions.jsonl")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--min-group-n", type=int, default=30, help="smaller groups are flagged, not ranked")
+    p.add_argument("--min-group-n", type=int, default=30,
+                   help="smaller groups are flagged, not ranked (default 30)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--answered-only", action="store_true",
                    help="score only answered items (invalid, refused and answer errors left out of "
                         "accuracy; default: counted wrong)")
