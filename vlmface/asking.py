@@ -25,6 +25,13 @@ def checked(answer: Answer, question: Question) -> Answer:
     return answer
 
 
+def _error_kind(answer: Answer) -> str | None:
+    """Every new "error" prediction says its kind; a backend that did not say failed on the sample."""
+    if answer.status != "error":
+        return None
+    return answer.error_kind or "answer"
+
+
 @dataclass(frozen=True)
 class Asker:
     style: str  # the backend's prompt_style
@@ -35,7 +42,7 @@ class Asker:
         groups = {col: sample.labels.get(col) for col in self.group_columns}
         return [Prediction(sample_id=sample.id, attribute=q.attribute, label=a.label, status=a.status,
                            truth=sample.labels.get(q.attribute), groups=groups, raw=a.raw, probs=a.probs,
-                           extra=a.extra, error_kind=a.error_kind if a.status == "error" else None)
+                           extra=a.extra, error_kind=_error_kind(a))
                 for q, a in zip(questions, answers)]
 
     def ask(self, backend: Backend, batch: list[LoadedSample],
