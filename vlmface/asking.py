@@ -50,6 +50,13 @@ def render_prompt(question: Question, sample: Sample) -> str:
     return render_request((question,), sample)
 
 
+def _error_kind(answer: Answer) -> str | None:
+    """Every new "error" prediction says its kind; a backend that did not say failed on the sample."""
+    if answer.status != "error":
+        return None
+    return answer.error_kind or "answer"
+
+
 @dataclass(frozen=True)
 class Asker:
     style: str  # the backend's prompt_style
@@ -65,7 +72,8 @@ class Asker:
             a = interpret(answer, question)
             out.append(Prediction(sample_id=sample.id, attribute=question.attribute, label=a.label,
                                   status=a.status, truth=sample.labels.get(question.attribute), groups=groups,
-                                  raw=a.raw, probs=a.probs, extra=a.extra, scores=a.scores))
+                                  raw=a.raw, probs=a.probs, extra=a.extra, scores=a.scores,
+                                  error_kind=_error_kind(a)))
         return out
 
     def ask(self, backend: Backend, batch: list[LoadedSample],
@@ -76,7 +84,7 @@ class Asker:
         for loaded in batch:
             sample, questions = loaded.sample, todo[loaded.sample.id]
             if loaded.error is not None:
-                predictions += self.predictions(sample, questions, Answer.error(loaded.error))
+                predictions += self.predictions(sample, questions, Answer.error(loaded.error, kind="data"))
                 continue
             for asked in (requests_for(questions) if self.style == "question" else [(q,) for q in questions]):
                 prompt = render_request(asked, sample) if self.style == "question" else None

@@ -348,7 +348,8 @@ class APIBackend(Backend):
     def _answer(self, question: Question, result: Reply | Failed, source: str) -> Answer:
         if isinstance(result, Failed):
             self.stats["errors"] += 1
-            return Answer(label=None, status="error", raw=result.message, extra={"attempts": result.attempts})
+            return Answer(label=None, status="error", raw=result.message, extra={"attempts": result.attempts},
+                          error_kind="answer")  # an API failure after the last retry
         extra: dict[str, Any] = {"source": source}
         if result.finish_reason not in (None, "stop"):
             extra["finish_reason"] = result.finish_reason

@@ -32,6 +32,9 @@ def _stem(*parts: str) -> str:
     return "__".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p).strip("_") for p in parts)
 
 
+plot_stem = _stem  # public: other plot plans (vlmface.report.fairness) name their files the same way
+
+
 def single_group_columns(collection: Collection, run_ids) -> list[str]:
     """The scorer's group columns of these runs (no intersections), in task order."""
     columns: dict[str, None] = {}

@@ -5,7 +5,10 @@ tables/<attr>__per_class    categorical/ordinal: precision, recall, f1, support 
 tables/<attr>__confusion    categorical/ordinal: truth rows x predicted columns, plus the
                             non-answer columns <invalid> and <refused>
 tables/<attr>__by_<col>     one row per group value of a group column or pair ("race5xgender")
-tables/<attr>__disparity    one row per group column or pair: gap [CI], ratio, worst/best...
+tables/<attr>__disparity    one row per group column or pair: gap [CI], ratio, worst/best,
+                            dp/tpr/eodds gaps [CI], the test with Holm/BH p-values...
+plus each metric family's tables (vlmface.scoring.metrics): __rates_by_<col> (selection
+rate, TPR, FPR per group x label, "n < 10" where left out), __predicted_as_by_<col>.
 each as .csv and .md. Names are sanitised to letters, digits, '_', '.', '-'.
 """
 
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vlmface.run_record import METRICS_FILE, write_atomic  # noqa: F401  (METRICS_FILE re-exported)
+from vlmface.scoring.metrics import REGISTRY, safe_name
 
 TABLES_DIR = "tables"
 
@@ -44,8 +47,6 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
     write_atomic(path, text + "\n")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
 
 
 def _flatten(row: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def _flatten(row: dict[str, Any]) -> dict[str, Any]:
 
 def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of one attribute, keyed by file stem."""
-    stem = _safe(attr)
+    stem = safe_name(attr)
     overall = metrics["overall"]
     tables = {f"{stem}__overall": pd.DataFrame([_flatten(overall)])}
     if "per_class" in overall:
@@ -73,11 +74,19 @@ def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFra
             overall["confusion"], orient="index").rename_axis("truth").reset_index()
     for col, groups in metrics["by_group"].items():
         rows = [{"group": value, **_flatten(row)} for value, row in groups.items()]
-        tables[f"{stem}__by_{_safe(col)}"] = pd.DataFrame(rows)
-    rows = [{"group_column": col, **_flatten(row)} for col, row in metrics["disparity"].items()]
+        tables[f"{stem}__by_{safe_name(col)}"] = pd.DataFrame(rows)
+    rows = [{"group_column": col, **_flatten(row), **_flatten_test(row)}
+            for col, row in metrics["disparity"].items()]
     if rows:
         tables[f"{stem}__disparity"] = pd.DataFrame(rows)
+    for family in REGISTRY.values():  # each metric family's own tables
+        tables.update(family.tables(stem, metrics))
     return tables
+
+
+def _flatten_test(row: dict[str, Any]) -> dict[str, Any]:
+    test = row.get("test") or {}
+    return {f"test_{key}": value for key, value in test.items()}
 
 
 def _markdown(title: str, frame: pd.DataFrame) -> str:
