@@ -26,6 +26,7 @@ class Setup:
     unsupported: dict[str, str]  # attribute -> why not
     prepared: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, Any] | None = None  # the Ray cluster and actor pool (ray engine); no addresses
 
 
 def setup_backend(backend: Backend, questions: list[Question]) -> Setup:
@@ -44,6 +45,7 @@ class EngineConfig:
     batch_size: int
     workers: int | None
     ray_address: str | None = None
+    verbose: bool = False  # the engine's own logging (Ray's) on the console
 
 
 class LocalEngine:
