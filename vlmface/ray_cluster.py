@@ -5,7 +5,9 @@
   `resolve_ip_for_localhost`) and its servers then listen on every interface.
 - Token authentication: the token is read by Ray itself, from `RAY_AUTH_TOKEN`, the file named
   by `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`. Ray sends it to an explicitly given address
-  only in `RAY_AUTH_MODE=token`, so that mode is switched on here when a token is available.
+  only in `RAY_AUTH_MODE=token`, and a driver in that mode cannot work with a cluster without
+  authentication (its actors die at start). So, unless RAY_AUTH_MODE is set, the head is asked
+  first without a token and token mode is switched on only when the head asks for one.
   The token is never printed or recorded.
 - The address is checked before `ray.init` (bounded time, one line on failure) so a wrong
   token or an unreachable head never produces Ray's retry loop and traceback.
@@ -62,7 +64,8 @@ def _confine_to_loopback() -> None:
 def _quiet(verbose: bool) -> None:
     """Ray's own log lines and progress bars off (errors still shown), unless verbose."""
     if not verbose:
-        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")  # Ray Data resets its loggers' levels itself
+        # Ray Data resets its loggers' levels itself; its errors come back as the exception.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "CRITICAL")
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ core, on this process's stderr
     level = logging.INFO if verbose else logging.ERROR
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
@@ -73,6 +76,7 @@ def _quiet(verbose: bool) -> None:
     context.enable_progress_bars = verbose
     context.enable_operator_progress_bars = verbose
     context.enable_auto_log_stats = False
+    context.log_internal_stack_trace = verbose
 
 
 @contextlib.contextmanager
@@ -89,7 +93,28 @@ def _no_native_stderr() -> Iterator[None]:
 
 
 def _probe(address: str) -> None:
-    """Reach the head's GCS and authenticate once, within CONNECT_TIMEOUT_S."""
+    """Reach the head's GCS and authenticate once, within CONNECT_TIMEOUT_S; token mode switched
+    on if the head asks for a token and the user did not choose a mode (RAY_AUTH_MODE)."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        _probe_once(address)
+    except AuthenticationError:
+        if "RAY_AUTH_MODE" in os.environ:
+            raise _token_refused(address) from None
+        _enable_token_if_available()
+        try:
+            _probe_once(address)
+        except AuthenticationError:
+            raise _token_refused(address) from None
+
+
+def _token_refused(address: str) -> RayConnectionError:
+    return RayConnectionError(f"the Ray cluster at {address} refused the authentication token "
+                              f"(missing or wrong): {TOKEN_HELP}")
+
+
+def _probe_once(address: str) -> None:
     host, port = _split(address)
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
@@ -104,8 +129,7 @@ def _probe(address: str) -> None:
         with _no_native_stderr():
             GcsClient(address=address)
     except AuthenticationError:
-        raise RayConnectionError(f"the Ray cluster at {address} refused the authentication token "
-                                 f"(missing or wrong): {TOKEN_HELP}") from None
+        raise
     except Exception as exc:
         raise RayConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
@@ -114,7 +138,8 @@ def _enable_token_if_available() -> None:
     from ray._private.authentication.authentication_token_setup import (
         maybe_enable_token_auth_if_token_available)
 
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    if not maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        raise RayConnectionError(f"the Ray cluster asks for an authentication token and none was found: {TOKEN_HELP}")
 
 
 def _target(address: str | None) -> str | None:
@@ -146,18 +171,25 @@ def init_ray(address: str | None, verbose: bool = False) -> None:
         _confine_to_loopback()
     _quiet(verbose)
     if target is None:
-        ray.init(include_dashboard=False, log_to_driver=verbose, logging_level=logging.INFO if verbose
-                 else logging.ERROR, _node_ip_address=LOOPBACK)
+        _ray_init(verbose, include_dashboard=False, _node_ip_address=LOOPBACK)
         return
     if _is_loopback(_split(target)[0]):
         target = f"{LOOPBACK}:{_split(target)[1]}"
-    _enable_token_if_available()
     _probe(target)
     try:
-        ray.init(address=target, log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR)
+        _ray_init(verbose, address=target)
     except Exception as exc:  # Ray's own ConnectionError/RuntimeError: one line
         raise RayConnectionError(f"cannot join the Ray cluster at {target}: {exc}") from None
+
+
+def _ray_init(verbose: bool, **kwargs: Any) -> None:
+    """ray.init; unless verbose, what its C++ core prints meanwhile (a line saying it set the log
+    level we asked for) is dropped: its failures still come back as the exception."""
+    import ray
+
+    quiet = contextlib.nullcontext() if verbose else _no_native_stderr()
+    with quiet:
+        ray.init(log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR, **kwargs)
 
 
 def cluster_facts() -> dict[str, Any]:

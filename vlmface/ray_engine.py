@@ -129,9 +129,14 @@ class RayEngine:
                    .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
                                 batch_size=size, batch_format="numpy", num_cpus=self.cpus_per_actor,
                                 num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors)))
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            predictions = [Prediction(**json.loads(line)) for line in batch["line"]]
-            yield len({p.sample_id for p in predictions}), predictions
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                predictions = [Prediction(**json.loads(line)) for line in batch["line"]]
+                yield len({p.sample_id for p in predictions}), predictions
+        except self.ray.exceptions.RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise VlmfaceError(f"the Ray run stopped ({type(exc).__name__}: {first}); the finished batches "
+                               "are kept: run the same command again to resume (--verbose shows Ray's log)") from None
 
     def summary(self) -> dict[str, Any]:
         """No counters: the cluster and the actor pool are recorded once, in Setup.cluster."""
