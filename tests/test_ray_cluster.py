@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from vlmface.manifest import RUN_FILE
 from vlmface.runner import EvalConfig, evaluate
 
 from conftest import REPO_ROOT
+from ray_sockets import ListeningSockets, processes_matching
 
 pytest.importorskip("ray", reason="the ray engine needs `pip install 'vlmface[ray]'`")
 psutil = pytest.importorskip("psutil")
@@ -46,17 +46,9 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env | {"PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"} | extra
 
 
-def _processes_of(temp_dir: str) -> list:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        if process.pid != os.getpid() and temp_dir in " ".join(process.info["cmdline"] or []):
-            found.append(process)
-    return found
-
-
 def _stop(temp_dir: str) -> None:
     """`ray stop` for this cluster only: its processes are the ones naming its temp dir."""
-    processes = _processes_of(temp_dir)
+    processes = processes_matching(re.escape(temp_dir))
     for process in processes:
         with_suppressed(process.terminate)
     _, alive = psutil.wait_procs(processes, timeout=15)
@@ -98,25 +90,6 @@ def head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-class ListeningSockets(threading.Thread):
-    """The hosts the cluster's processes (and the driver) listen on, sampled while a run lasts."""
-
-    def __init__(self, temp_dir: str):
-        super().__init__(daemon=True)
-        self.temp_dir, self.driver, self.hosts, self.done = temp_dir, None, {}, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            pids = {p.pid: p.name() for p in _processes_of(self.temp_dir)}
-            if self.driver:
-                pids[self.driver] = "driver"
-            for connection in psutil.net_connections(kind="tcp"):
-                if connection.status == psutil.CONN_LISTEN and connection.pid in pids:
-                    host = connection.laddr.ip.removeprefix("::ffff:")
-                    self.hosts.setdefault(host, set()).add(pids[connection.pid])
-            time.sleep(1)
-
-
 def _eval_command(utkface_dir: Path, out: Path, address: str) -> list[str]:
     return [sys.executable, "-m", "vlmface.cli", "eval", "--task", "utkface", "--model", "baseline",
             "--data-dir", str(utkface_dir), "--limit", str(N_FACES), "--out", str(out),
@@ -131,22 +104,21 @@ def _keyed(run_dir: Path) -> dict:
 def test_a_run_on_a_token_cluster_equals_a_local_run(head, utkface_dir, tmp_path):
     local = evaluate(EvalConfig(task="utkface", model="baseline", data_dir=utkface_dir, limit=N_FACES,
                                 out=tmp_path / "local", score=False, progress=False)).run_dir
-    sockets = ListeningSockets(head.temp_dir)
+    sockets = ListeningSockets(re.escape(head.temp_dir))
     # The token only in the file named by RAY_AUTH_TOKEN_PATH; RAY_AUTH_MODE left unset.
     process = subprocess.Popen(_eval_command(utkface_dir, tmp_path / "ray", head.address), cwd=REPO_ROOT,
                                env=_clean_env(RAY_AUTH_TOKEN_PATH=str(head.token_file)),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sockets.driver = process.pid
+    sockets.pids[process.pid] = "driver"
     sockets.start()
     output = process.communicate(timeout=600)[0]
-    sockets.done.set()
-    sockets.join()
+    hosts = sockets.stop()
     assert process.returncode == 0, output[-3000:]
     run_dir = tmp_path / "ray" / "utkface" / "baseline" / "none"
     assert _keyed(run_dir) == _keyed(local)
     # Loopback only: every listening socket of the head's processes and of the driver.
-    assert sockets.hosts and set(sockets.hosts) == {"127.0.0.1"}, sockets.hosts
-    assert {"gcs_server", "raylet", "driver"} <= set.union(*sockets.hosts.values())
+    assert set(hosts) == {"127.0.0.1"}, hosts
+    assert {"gcs_server", "raylet", "driver"} <= hosts["127.0.0.1"], hosts
     # The cluster in run.json, without its address or token.
     record_text = (run_dir / RUN_FILE).read_text()
     cluster = json.loads(record_text)["cluster"]
