@@ -17,6 +17,7 @@ from vlmface.runner import EvalConfig, evaluate
 from vlmface.scoring import score_run
 
 from conftest import REPO_ROOT
+from ray_sockets import ListeningSockets
 
 pytest.importorskip("ray", reason="the ray engine needs `pip install 'vlmface[ray]'`")
 psutil = pytest.importorskip("psutil")
@@ -41,10 +42,16 @@ def single_process(utkface_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_ray_engine_equals_a_single_process(single_process, utkface_dir, tmp_path):
+    # This process's local Ray: its session directory ends with our pid.
+    sockets = ListeningSockets(rf"session_[0-9_-]+_{os.getpid()}\b", {os.getpid(): "driver"})
+    sockets.start()
     result = evaluate(EvalConfig(task="utkface", model="baseline", data_dir=utkface_dir, limit=N_FACES,
                                  out=tmp_path, engine="ray", workers=2, score=False, progress=False))
+    hosts = sockets.stop()
     assert _keyed(result.run_dir) == _keyed(single_process)
     assert _metrics(result.run_dir) == _metrics(single_process)
+    assert set(hosts) == {"127.0.0.1"}, hosts  # the local instance listens on loopback only
+    assert {"gcs_server", "raylet", "driver"} <= hosts["127.0.0.1"], hosts
 
 
 @pytest.mark.slow

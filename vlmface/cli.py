@@ -116,8 +116,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    "(default: all of them)")
     add_cache_arguments(p)
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="where the model runs: this process, or an actor pool on Ray")
-    p.add_argument("--ray-address", help="with --engine ray: an existing cluster (default: start a local one)")
+                   help="where the model runs: this process, or an actor pool on Ray (default: local)")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --engine ray: join the cluster whose head is at HOST:PORT, or 'auto' "
+                   "(default: $RAY_ADDRESS if set, else start a local one on 127.0.0.1); the token "
+                   "comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the engine's own log lines, e.g. Ray's (default: off)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     p.add_argument("--retry-errors", action="store_true", help="redo samples that ended in an error")
     p.add_argument("--no-score", action="store_true", help="only write predictions")
@@ -140,7 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
         attributes=args.attributes.split(",") if args.attributes else None,
         batch_size=args.batch_size, workers=args.workers, max_pixels=args.max_pixels, shard=args.shard,
         engine=args.engine,
-        ray_address=args.ray_address, cache_dir=False if args.no_cache else args.cache_dir,
+        ray_address=args.ray_address, verbose=args.verbose, cache_dir=False if args.no_cache else args.cache_dir,
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)

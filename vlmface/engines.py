@@ -26,6 +26,7 @@ class Setup:
     unsupported: dict[str, str]  # attribute -> why not
     prepared: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, Any] | None = None  # the Ray cluster and actor pool (ray engine); no addresses
 
 
 def setup_backend(backend: Backend, questions: list[Question]) -> Setup:
@@ -45,6 +46,7 @@ class EngineConfig:
     workers: int | None
     ray_address: str | None = None
     max_pixels: int | None = None  # None: $VLMFACE_MAX_PIXELS or Pillow's bomb threshold
+    verbose: bool = False  # the engine's own logging (Ray's) on the console
 
 
 class LocalEngine:

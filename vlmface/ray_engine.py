@@ -2,7 +2,8 @@
 
 One actor per GPU (or per CPU slot on a CPU cluster) holds the model. Predictions come
 back to the driver, which alone appends them to predictions.jsonl: a batch whose actor is
-killed is retried by Ray on a restarted actor, and written once, when it completes.
+killed is retried by Ray on a restarted actor (Ray Data's actor pools restart actors and
+retry their tasks without limit by default), and written once, when it completes.
 Works on a local Ray instance (no address) and on an existing cluster (--ray-address).
 """
 
@@ -21,9 +22,9 @@ from vlmface.engines import EngineConfig, Setup, setup_backend
 from vlmface.errors import VlmfaceError
 from vlmface.loader import LoadedSample
 from vlmface.predictions import Prediction
+from vlmface.ray_cluster import cluster_facts, init_ray
 from vlmface.registry import backend_class
 
-ACTOR_RETRIES = {"max_restarts": -1, "max_task_retries": -1}
 DECODE_CPUS = 0.5
 
 
@@ -92,11 +93,7 @@ class RayEngine:
 
         self.ray = ray
         self.config = config
-        if not ray.is_initialized():
-            if config.ray_address:
-                ray.init(address=config.ray_address, log_to_driver=False)
-            else:  # a local instance; logical CPUs leave room for decode tasks beside the actors
-                ray.init(include_dashboard=False, log_to_driver=False)
+        init_ray(config.ray_address, config.verbose)
         gpus = ray.cluster_resources().get("GPU", 0)
         self.gpus_per_actor = 1 if gpus else 0
         cpus = ray.cluster_resources().get("CPU", 1)
@@ -112,6 +109,8 @@ class RayEngine:
         task = self.ray.remote(_remote_setup).options(num_gpus=self.gpus_per_actor)
         setup = self.ray.get(task.remote(self.config, questions))
         self.questions = setup.questions
+        setup.cluster = cluster_facts() | {"actors": self.actors, "cpus_per_actor": round(self.cpus_per_actor, 3),
+                                           "gpus_per_actor": self.gpus_per_actor}
         return setup
 
     def batches(self, pending: list[Sample],
@@ -130,15 +129,19 @@ class RayEngine:
                                 num_cpus=DECODE_CPUS)
                    .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
                                 batch_size=size, batch_format="numpy", num_cpus=self.cpus_per_actor,
-                                num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors),
-                                **ACTOR_RETRIES))
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            predictions = [Prediction(**json.loads(line)) for line in batch["line"]]
-            yield len({p.sample_id for p in predictions}), predictions
+                                num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors)))
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                predictions = [Prediction(**json.loads(line)) for line in batch["line"]]
+                yield len({p.sample_id for p in predictions}), predictions
+        except self.ray.exceptions.RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise VlmfaceError(f"the Ray run stopped ({type(exc).__name__}: {first}); the finished batches "
+                               "are kept: run the same command again to resume (--verbose shows Ray's log)") from None
 
     def summary(self) -> dict[str, Any]:
-        return {"engine": "ray", "actors": self.actors, "cpus_per_actor": round(self.cpus_per_actor, 3),
-                "gpus_per_actor": self.gpus_per_actor}
+        """No counters: the cluster and the actor pool are recorded once, in Setup.cluster."""
+        return {}
 
     def close(self) -> None:
         """Leave a cluster we joined running; Ray stops a local instance at exit."""

@@ -61,6 +61,7 @@ class EvalConfig:
     cache_dir: str | Path | None | bool = None  # None: OUT/.cache; False: no cache
     engine: str = "local"  # "local" or "ray"
     ray_address: str | None = None  # an existing Ray cluster; None starts a local one
+    verbose: bool = False  # the engine's own (Ray's) log lines on the console
     options: dict[str, Any] = field(default_factory=dict)
     perturbation: Any = None  # a vlmface.perturb.Perturbation (one transform, one level); None: clean
     overwrite: bool = False
@@ -334,6 +335,7 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "backend": run.entry.backend,
         "model_identity": setup.identity,
         "engine": run.config.engine,
+        "cluster": setup.cluster,
         "options": canonical(run.options),
         "prompt": run.config.prompt,
         "split": run.task.source(run.source_name)[1].split,
@@ -388,7 +390,8 @@ def _evaluate_locked(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
     options = {"batch_size": first.batch_size, "cache_dir": cache_dir, **config.options}
     asker = Asker(first.style, tuple(first.task.group_columns), first.entry.backend)
     engine_config = EngineConfig(first.entry, options, asker, first.batch_size, config.workers,
-                                 config.ray_address, config.max_pixels)
+                                 config.ray_address, max_pixels=config.max_pixels,
+                                 verbose=config.verbose)
     # Ray actors load the model per run anyway (and report settings, not counters): one engine
     # per run there; locally one engine serves every run.
     groups = [runs] if config.engine == "local" else [[run] for run in runs]
