@@ -3,6 +3,7 @@ virtualenv with [baseline], run from a folder outside any checkout (issue 17, "M
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -16,7 +17,15 @@ from conftest import REPO_ROOT
 
 # What a build reads (setup.py maps the top-level spec folders into the package); copied so that
 # no build/ or *.egg-info is left in the checkout and no stale build/lib file reaches the wheel.
-BUILD_INPUTS = ["setup.py", "pyproject.toml", "README.md", "vlmface", "tasks", "prompts", "perturbations"]
+def _shipped_folders() -> list[str]:
+    """The folders setup.py ships (its SHIPPED mapping), read without running setup()."""
+    for node in ast.parse((REPO_ROOT / "setup.py").read_text()).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["SHIPPED"]:
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("setup.py has no SHIPPED mapping")
+
+
+BUILD_INPUTS = ["setup.py", "pyproject.toml", "README.md", "vlmface", *_shipped_folders()]
 
 
 def _run(args: list, cwd: Path, timeout: int = 180) -> subprocess.CompletedProcess:

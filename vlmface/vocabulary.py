@@ -44,7 +44,7 @@ def field_key(name: str) -> str:
 
 
 def vocabulary_dirs() -> list[Path]:
-    """$VLMFACE_VOCABULARIES (os.pathsep-separated), then ./vocabularies, then this checkout's."""
+    """$VLMFACE_VOCABULARIES (os.pathsep-separated), then the shipped vocabularies/ folder."""
     return search_dirs("VLMFACE_VOCABULARIES", "vocabularies")
 
 

@@ -283,7 +283,7 @@ def _one_level_down(location: str | None, glob: str | None) -> str:
     root = Path(location) if location else None
     if root is None or not glob or not root.is_dir():
         return ""
-    below = [child for child in sorted(root.iterdir()) if child.is_dir() and next(_image_files(child, glob), None)]
+    below = [child for child in sorted(root.iterdir()) if child.is_dir() and next(_image_files(child, glob, []), None)]
     return f" (the images are one level down: --data-dir {below[0]}?)" if below else ""
 
 

@@ -16,9 +16,13 @@ _KINDS: list[tuple[str, str]] = [
     (r"overall", "one row: n, accuracy (or MAE, CS@5) with CI, balanced accuracy, macro-F1, invalid, "
                  "refusal and error rates"),
     (r"disparity", "one row per group column or pair: gap (best - worst) with CI, ratio, worst and best "
-                   "group, equal-opportunity gap"),
+                   "group, parity / equal-opportunity / equalized-odds gaps, the test with Holm and BH p"),
     (r"per_class", "precision, recall, F1 and support per label"),
     (r"confusion", "truth rows x predicted columns, with <invalid> and <refused> columns"),
+    (r"rates_by_(?P<col>.+)", "one row per group of {col} x label: selection rate, TPR, FPR "
+                              "(\"n < 10\" where the cell is too small)"),
+    (r"predicted_as_by_(?P<col>.+)", "one row per group of {col} x true label: the share given each "
+                                     "answer (directional errors, e.g. misgendering by race)"),
     (r"by_(?P<col>.+)", "one row per group of {col}: n, accuracy with CI, invalid and refusal rates"),
 ]
 
