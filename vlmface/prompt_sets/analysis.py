@@ -110,14 +110,14 @@ def _group_tables(item: _Attribute, settings: ScoreSettings) -> dict[str, list[d
         for g, value in enumerate(values):
             rows = codes == g
             group = groups[value] = GroupDraws(p, rows, settings, rng_for(settings.seed, p.attribute, "prompt", col, value))
-            acc_ci, diff_ci = percentile_ci(group.accuracy_draws, settings.confidence), percentile_ci(-group.drop_draws, settings.confidence)
+            acc_ci, diff_ci = percentile_ci(group.accuracy_draws, settings.confidence), percentile_ci(0.0 - group.drop_draws, settings.confidence) + 0.0
             flip_ci = percentile_ci(group.flip_draws, settings.confidence)
             invalid, refused = _status_rates(item, rows)
             small = group.n < max(settings.min_group_n, 1)
             for j in order:
                 out["variants"].append({**key, "variant": names[j], "default": j == p.clean, "group_column": col,
                     "group": value, "n": group.n, "accuracy": group.accuracy[j], "accuracy_ci_lo": acc_ci[0, j],
-                    "accuracy_ci_hi": acc_ci[1, j], "difference": -group.drop[j], "difference_ci_lo": diff_ci[0, j],
+                    "accuracy_ci_hi": acc_ci[1, j], "difference": group.accuracy[j] - group.accuracy[p.clean], "difference_ci_lo": diff_ci[0, j],
                     "difference_ci_hi": diff_ci[1, j], "flip_rate": group.flip[j], "flip_rate_ci_lo": flip_ci[0, j],
                     "flip_rate_ci_hi": flip_ci[1, j], "invalid_rate": invalid[j], "refused_rate": refused[j],
                     "error_rate": group.error_rate[j], "small": small})
@@ -155,7 +155,7 @@ def _between_groups(out: dict[str, list[dict]], key: dict, col: str, groups: dic
             if j == clean:
                 continue
             interaction = gb.drop[j] - ga.drop[j]
-            out["interactions"].append({**both, "difference_a": -ga.drop[j], "difference_b": -gb.drop[j],
+            out["interactions"].append({**both, "difference_a": 0.0 - ga.drop[j] + 0.0, "difference_b": 0.0 - gb.drop[j] + 0.0,
                 "interaction": interaction, "interaction_ci_lo": inter_ci[0, j], "interaction_ci_hi": inter_ci[1, j],
                 "ci_excludes_zero": bool(inter_ci[0, j] > 0 or inter_ci[1, j] < 0)})
 
