@@ -148,6 +148,15 @@ def test_prompt_sensitivity_command_rebuilds_from_predictions_alone(order_task, 
     with pytest.raises(Exception, match="no default run"):
         prompt_sensitivity([default.parent / "default__ps-orders-perm1"])
 
+    from vlmface.report import build_report
+
+    report = build_report(tmp_path / "out")
+    page = report.html.read_text()
+    assert "<h2>Prompt sensitivity</h2>" in page and "vs default, pp [CI]" in page
+    stems = {p.name for p in report.plots}
+    assert any(n.startswith("prompt_sensitivity__") and n.endswith("__answer__accuracy.png") for n in stems)
+    assert any(n.endswith("__answer__gaps.png") for n in stems)
+
 
 def _synthetic(rng, spec, n: int) -> _Attribute:
     """Default and one variant, nested outcomes: group X 0.80 -> 0.75, Y 0.80 -> 0.55."""
