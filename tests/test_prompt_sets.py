@@ -246,3 +246,17 @@ def test_casing_display_and_per_image_variants(tmp_path):
         prompt_set({"variants": {"w": {"casing": "shout"}}}, "bad", "inline")
     with pytest.raises(SpecError, match="'default'"):
         prompt_set({"variants": {"default": {}}}, "bad", "inline")
+
+
+def test_validate_reports_a_task_prompt_set_naming_an_unknown_template(tmp_path, capsys):
+    from conftest import REPO_ROOT
+    from vlmface.validation import _validate_task
+
+    source = (REPO_ROOT / "tasks" / "affectnet.yaml").read_text()
+    broken = tmp_path / "affectnet.yaml"
+    broken.write_text(source.replace("{template: aldahoul_emotion_facial_expression}", "{template: nope}"))
+    [problem] = _validate_task(str(broken))
+    assert "prompt_sets.emotion-wording" in problem and "unknown prompt template 'nope'" in problem
+    assert main(["list", "prompt-sets"]) == 0
+    listed = capsys.readouterr().out
+    assert "option-order" in listed and "emotion-wording" in listed

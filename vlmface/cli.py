@@ -307,12 +307,23 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs")
-    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts", "perturbations"], default="tasks")
+    p = sub.add_parser("list", help="list tasks, models, prompt templates, perturbation specs or prompt sets")
+    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts", "perturbations", "prompt-sets"],
+                   default="tasks", help="what to list (default: tasks)")
     p.set_defaults(handler=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.what == "prompt-sets":
+        from vlmface.prompt_sets.spec import available_prompt_sets, load_prompt_set
+        from vlmface.tasks import available_tasks, load_task_file
+
+        for name, path in available_prompt_sets().items():
+            print(f"{name:<20} {load_prompt_set(path).description.strip()}")
+        for task_name, path in available_tasks().items():
+            for name, raw in load_task_file(path).prompt_sets.items():
+                print(f"{name:<20} (task {task_name}) {str(raw.get('description', '')).strip()}")
+        return 0
     if args.what == "tasks":
         from vlmface.tasks import available_tasks, load_task_file
 
