@@ -78,3 +78,27 @@ def test_prompt_set_against_the_local_api_server_with_3_variants(utkface_dir, tm
     run = json.loads((dirs[next(n for n in dirs if n.endswith("perm1"))] / "run.json").read_text())
     assert run["prompt_variant"]["name"] == "perm1" and run["templates"]["race5"]["text_sha256"]
     print((out / "variants.md").read_text())
+
+
+def test_prompt_set_with_clip_class_texts(utkface_dir, tmp_path, monkeypatch, capsys):
+    from tiny_models import build_tiny_hf_clip
+
+    model = build_tiny_hf_clip(tmp_path / "clip")
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "sets" / "texts.yaml").write_text(
+        "variants:\n  single: {template: clip_photo_single}\n  up: {casing: upper}\n")
+    monkeypatch.setenv("VLMFACE_PROMPT_SETS", str(tmp_path / "sets"))
+    argv = ["eval", "--task", "utkface", "--model", f"clip:local-dir:{model}", "--data-dir", str(utkface_dir),
+            "--limit", "10", "--attributes", "gender", "--device", "cpu", "--out", str(tmp_path / "out"),
+            "--no-progress", "--no-cache"]
+    assert main([*argv, "--prompt", "clip_photo", "--prompt-set", "texts"]) == 0
+    dirs = {p.parent.name: p.parent for p in (tmp_path / "out").glob("utkface/*/*/run.json")}
+    assert len(dirs) == 3
+    default = next(d for n, d in dirs.items() if "__ps-" not in n)
+    up = next(d for n, d in dirs.items() if n.endswith("-up"))
+    probs = {d: [r["probs"]["Male"] for r in read_records(d / "predictions.jsonl")] for d in (default, up)}
+    assert probs[default] != probs[up]  # "a photo of a MALE person" is another class text
+    variants = pd.read_csv(default / "prompt_sensitivity" / "variants.csv")
+    assert set(variants["variant"]) == {"default", "single", "up"}
+    assert main([*argv, "--prompt-set", "option-order"]) == 2  # option orders mean nothing to class texts
+    assert "reorders options" in capsys.readouterr().err
