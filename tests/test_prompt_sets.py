@@ -260,3 +260,20 @@ def test_validate_reports_a_task_prompt_set_naming_an_unknown_template(tmp_path,
     assert main(["list", "prompt-sets"]) == 0
     listed = capsys.readouterr().out
     assert "option-order" in listed and "emotion-wording" in listed
+
+
+def test_reparse_reads_a_display_variants_words(order_task, tmp_path):
+    from vlmface.predictions import read_records
+    from vlmface.reparse import _questions
+    from vlmface.run_record import read_run
+
+    spec, manifest = order_task
+    task = load_task(spec)
+    words = prompt_set({"variants": {"words": {"display": {"answer": {"yes": "affirmative"}}}}}, "w", "inline")
+    config = EvalConfig(task=spec, model="order:none", data_dir=manifest, out=tmp_path / "out", score=False,
+                        progress=False, limit=4)
+    runs = evaluate_prompt_variants(config, variants_of(words, task))
+    question = _questions(task, read_run(runs[1].run_dir), {"answer"})["answer"]
+    assert question.choices[0] == "affirmative"
+    assert interpret(Answer(label=None, raw="affirmative"), question).label == "yes"
+    assert len(read_records(runs[1].run_dir / "predictions.jsonl")) == 4

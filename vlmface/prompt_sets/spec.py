@@ -116,6 +116,18 @@ class PromptVariant:
         return replace(question, **changes)
 
 
+def variant_from_record(record: dict[str, Any] | None) -> PromptVariant | None:
+    """The variant a run.json's `prompt_variant` describes, its template left to the run's own
+    `templates` record (so `apply` keeps the question's template)."""
+    if not record:
+        return None
+    presentation = None
+    if record.get("order") or record.get("casing"):
+        presentation = Presentation(record.get("order"), record.get("seed") or 0, record.get("index") or 0,
+                                    record.get("casing"))
+    return PromptVariant(record["set"], record["name"], None, presentation, dict(record.get("display") or {}))
+
+
 def check_display(variant: PromptVariant, task) -> None:
     for attribute, names in variant.display.items():
         if attribute not in task.attributes:
