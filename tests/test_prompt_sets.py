@@ -15,7 +15,7 @@ from PIL import Image
 
 from vlmface.backends.base import Answer, Backend
 from vlmface.cli import main
-from vlmface.errors import SpecError
+from vlmface.errors import SpecError, VlmfaceError
 from vlmface.interpret import interpret
 from vlmface.prompt_sets.analysis import _Attribute, _group_tables, prompt_sensitivity
 from vlmface.perturb.paired import pair_attribute
@@ -132,7 +132,7 @@ def test_planted_option_order_effect_is_recovered_within_its_cis(order_task, tmp
     assert (out / "plots" / "answer__accuracy.png").exists() and (out / "plots" / "answer__gaps.png").exists()
 
 
-def test_prompt_sensitivity_command_rebuilds_from_predictions_alone(order_task, tmp_path, capsys):
+def test_prompt_sensitivity_command_rebuilds_from_predictions_alone(order_task, tmp_path, capsys, monkeypatch):
     spec, manifest = order_task
     code = main(["eval", "--task", str(spec), "--model", "order:none", "--data-dir", str(manifest),
                  "--out", str(tmp_path / "out"), "--prompt-set", "orders", "--prompt-variants", "perm1,perm2",
@@ -156,6 +156,16 @@ def test_prompt_sensitivity_command_rebuilds_from_predictions_alone(order_task, 
     stems = {p.name for p in report.plots}
     assert any(n.startswith("prompt_sensitivity__") and n.endswith("__answer__accuracy.png") for n in stems)
     assert any(n.endswith("__answer__gaps.png") for n in stems)
+
+    (tmp_path / "sets").mkdir()  # a second set on the same default run: its analysis needs its own --out
+    (tmp_path / "sets" / "low.yaml").write_text("variants: {low: {casing: lower}}\n")
+    monkeypatch.setenv("VLMFACE_PROMPT_SETS", str(tmp_path / "sets"))
+    assert main(["eval", "--task", str(spec), "--model", "order:none", "--data-dir", str(manifest),
+                 "--out", str(tmp_path / "out"), "--prompt-set", "low", "--no-progress", "--no-score"]) == 0
+    with pytest.raises(VlmfaceError, match="default run of several prompt sets"):
+        prompt_sensitivity([tmp_path / "out"])
+    assert main(["prompt-sensitivity", str(default), str(default.parent / "default__ps-low-low"),
+                 "--out", str(tmp_path / "low"), "--no-plots"]) == 0
 
 
 def _synthetic(rng, spec, n: int) -> _Attribute:

@@ -102,8 +102,7 @@ def _pairwise_flips(item: _Attribute, rows: np.ndarray) -> dict[tuple[str, str],
 
 def _group_tables(item: _Attribute, settings: ScoreSettings) -> dict[str, list[dict]]:
     p, out = item.paired, {name: [] for name in TABLES}
-    order = np.argsort(p.levels)  # columns are sorted by level = variant index
-    names = [item.names[int(level)] for level in p.levels]
+    names = [item.names[int(level)] for level in p.levels]  # columns sorted by level = variant index
     key = {"attribute": p.attribute, "metric": p.metric}
     for col, codes, values in _groupings(p):
         groups: dict[str, GroupDraws] = {}
@@ -114,7 +113,7 @@ def _group_tables(item: _Attribute, settings: ScoreSettings) -> dict[str, list[d
             flip_ci = percentile_ci(group.flip_draws, settings.confidence)
             invalid, refused = _status_rates(item, rows)
             small = group.n < max(settings.min_group_n, 1)
-            for j in order:
+            for j in range(len(names)):
                 out["variants"].append({**key, "variant": names[j], "default": j == p.clean, "group_column": col,
                     "group": value, "n": group.n, "accuracy": group.accuracy[j], "accuracy_ci_lo": acc_ci[0, j],
                     "accuracy_ci_hi": acc_ci[1, j], "difference": group.accuracy[j] - group.accuracy[p.clean], "difference_ci_lo": diff_ci[0, j],
@@ -220,6 +219,12 @@ def prompt_sensitivity(paths: list[str | Path], out: str | Path | None = None, *
     """Analyse every prompt sweep found under `paths` (run directories or folders of them)."""
     settings = ScoreSettings(min_group_n=min_group_n, n_boot=n_boot, seed=seed, confidence=confidence)
     sweeps = find_prompt_sweeps(paths)
+    defaults = [s.default for s in sweeps]
+    shared = sorted({str(d) for d in defaults if defaults.count(d) > 1})
+    if out is None and shared:
+        raise VlmfaceError(f"{shared[0]} is the default run of several prompt sets "
+                           f"({', '.join(s.set for s in sweeps if str(s.default) == shared[0])}); they would write "
+                           f"the same {OUT_DIR}/: pass the runs of one set with --out FOLDER")
     if out is not None and len(sweeps) > 1:
         raise VlmfaceError(f"{len(sweeps)} prompt sweeps found; with --out pass the runs of one, or drop "
                            f"--out to write each into DEFAULT_RUN/{OUT_DIR}/")
