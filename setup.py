@@ -7,7 +7,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED = {"tasks": "*.yaml", "prompts": "*.jinja", "perturbations": "*.yaml", "vocabularies": "*.yaml"}
+SHIPPED = {"tasks": "*.yaml", "prompts": "*.jinja", "perturbations": "*.yaml", "vocabularies": "*.yaml",
+           "prompt_sets": "*.yaml"}
 
 
 def shipped_packages() -> dict[str, str]:

@@ -43,7 +43,8 @@ def render_request(questions: tuple[Question, ...], sample: Sample) -> str:
     first = questions[0]
     return first.template.render_question(attribute=first.attribute, choices=first.choices,
                                           labels=list(first.labels), task=first.task, meta=sample.meta,
-                                          attributes=[q.attribute for q in questions])
+                                          attributes=[q.attribute for q in questions],
+                                          presentation=first.presentation, sample_id=sample.id)
 
 
 def render_prompt(question: Question, sample: Sample) -> str:

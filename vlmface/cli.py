@@ -16,6 +16,7 @@ from vlmface.data.samples import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from vlmface.errors import VlmfaceError
 from vlmface.extras import missing_extra_message
 from vlmface.perturb.command import add_perturb_arguments, add_robustness
+from vlmface.prompt_sets.command import add_prompt_sensitivity, add_prompt_set_arguments
 from vlmface.probes.command import add_probe, add_probe_compare
 from vlmface.report.command import add_report
 
@@ -128,6 +129,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-score", action="store_true", help="only write predictions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_perturb_arguments(p)
+    add_prompt_set_arguments(p)
     p.set_defaults(handler=_eval)
 
 
@@ -149,6 +151,12 @@ def _eval(args: argparse.Namespace) -> int:
         options={k: v for k, v in options.items() if v is not None},
         overwrite=args.overwrite, retry_errors=args.retry_errors, score=not args.no_score,
         progress=not args.no_progress)
+    if args.perturb and args.prompt_set:
+        raise VlmfaceError("--perturb and --prompt-set: run one sweep at a time")
+    if args.prompt_set:
+        from vlmface.prompt_sets.command import run_prompt_sweep
+
+        return run_prompt_sweep(config, args.prompt_set, args.prompt_variants)
     if args.perturb:
         from vlmface.perturb.command import run_sweep
 
@@ -316,6 +324,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    help="a backend option, as for eval (repeatable; default: none)")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list of {"attributes": [...], "text": "..."} (default: plain text)')
+    p.add_argument("--prompt-set", metavar="NAME",
+                   help='render every variant of prompt set NAME; each request gains "variant" and "labels" '
+                        "(the task labels in printed order) (default: no prompt set)")
     p.set_defaults(handler=_render)
 
 
@@ -324,21 +335,38 @@ def _render(args: argparse.Namespace) -> int:
 
     from vlmface.render import format_requests, render_requests
 
-    requests = render_requests(args.task, args.prompt, args.attribute, args.model, dict(args.option))
+    if args.prompt_set:
+        from vlmface.render import render_prompt_set
+
+        requests = render_prompt_set(args.task, args.prompt_set, args.prompt, args.attribute, args.model,
+                                     dict(args.option))
+    else:
+        requests = render_requests(args.task, args.prompt, args.attribute, args.model, dict(args.option))
     print(json.dumps(requests, indent=2, ensure_ascii=False) if args.json else format_requests(requests))
     return 0
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs, and where "
+    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs or prompt sets, and where "
                        "each comes from (shipped or a user folder)")
-    p.add_argument("what", nargs="?", choices=["tasks", "probes", "models", "prompts", "perturbations"],
+    p.add_argument("what", nargs="?", choices=["tasks", "probes", "models", "prompts", "perturbations",
+                                               "prompt-sets"],
                    default="tasks",
                    help="what to list")
     p.set_defaults(handler=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
+    if args.what == "prompt-sets":
+        from vlmface.prompt_sets.spec import available_prompt_sets, load_prompt_set
+        from vlmface.tasks import available_tasks, load_task_file
+
+        for name, path in available_prompt_sets().items():
+            print(f"{name:<20} {load_prompt_set(path).description.strip()}")
+        for task_name, path in available_tasks().items():
+            for name, raw in load_task_file(path).prompt_sets.items():
+                print(f"{name:<20} (task {task_name}) {str(raw.get('description', '')).strip()}")
+        return 0
     from vlmface.listing import list_specs
 
     return list_specs(args.what)
@@ -403,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 help="one of the commands below; `vlmface COMMAND --help` lists its options")
     for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_probe_compare,
-                add_report, _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
+                add_report, _add_parse, _add_reparse, _add_render, _add_list, _add_validate, add_prompt_sensitivity):
         add(sub)
     for subparser in sub.choices.values():
         subparser.formatter_class = _HelpFormatter

@@ -127,6 +127,54 @@ def prompt_dirs() -> list[Path]:
     return search_dirs("VLMFACE_PROMPTS", "prompts")
 
 
+CASINGS = ("lower", "upper", "title", "capitalize")
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a prompt variant prints the options (vlmface.prompt_sets): their order and casing.
+
+    order None keeps the template's order; "seeded" is one permutation per (seed, attribute,
+    number of options), never the identity when another exists; "per_image" draws one per
+    (seed, sample, attribute); "all" is permutation number `index` (1 .. n!-1, lexicographic, the
+    identity being 0) of the n options, wrapped for attributes with fewer options. The words stay
+    those of the template or task, so every label is printed exactly once and read back by name.
+    """
+
+    order: str | None = None  # None | "seeded" | "per_image" | "all"
+    seed: int = 0
+    index: int = 0
+    casing: str | None = None  # None | one of CASINGS
+
+    def case(self, word: str) -> str:
+        return getattr(word, self.casing)() if self.casing else word
+
+    def permutation(self, n: int, attribute: str, sample_id: str) -> list[int]:
+        import itertools
+        import math
+        import zlib
+
+        import numpy as np
+
+        if self.order is None or n < 2:
+            return list(range(n))
+        if self.order == "all":
+            k = 1 + (self.index - 1) % (math.factorial(n) - 1)
+            return list(next(itertools.islice(itertools.permutations(range(n)), k, None)))
+        keys = [attribute, str(n)] + ([sample_id] if self.order == "per_image" else [])
+        rng = np.random.default_rng([self.seed, *(zlib.crc32(key.encode()) for key in keys)])
+        while True:
+            order = [int(i) for i in rng.permutation(n)]
+            if self.order == "per_image" or order != list(range(n)):
+                return order
+
+    def arrange(self, attribute: str, choices: list[str], labels: list[str],
+                sample_id: str) -> tuple[list[str], list[str]]:
+        """(printed words, their labels) in this variant's order and casing."""
+        order = self.permutation(len(choices), attribute, sample_id)
+        return [self.case(choices[i]) for i in order], [labels[i] for i in order]
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
@@ -202,15 +250,20 @@ class PromptTemplate:
                             f"{type(exc).__name__}: {exc}") from None
 
     def render_question(self, *, attribute: str, choices: list[str], labels: list[str],
-                        task: str, meta: dict[str, Any], attributes: list[str] | None = None) -> str:
+                        task: str, meta: dict[str, Any], attributes: list[str] | None = None,
+                        presentation: Presentation | None = None, sample_id: str = "") -> str:
         if self.kind != "question":
             raise SpecError(f"{self.path}: a {self.kind} template cannot be used as a question prompt; "
                             "pick a question template with --prompt")
         declared = self.checked_options(attribute, list(labels), task)
         if declared is not None:
             choices, labels = list(declared), list(declared.values())
+        options = {attr: list(words) for attr, words in self.options.items()}
+        if presentation is not None:
+            choices, labels = presentation.arrange(attribute, list(choices), list(labels), sample_id)
+            options = {attr: presentation.arrange(attr, words, words, sample_id)[0] for attr, words in options.items()}
         context = {"attribute": attribute, "choices": choices, "labels": labels, "task": task,
-                   "meta": meta, "options": {attr: list(words) for attr, words in self.options.items()},
+                   "meta": meta, "options": options,
                    "attributes": attributes or [attribute]}
         return self._render(self.bodies[0], context)
 

@@ -54,8 +54,12 @@ def _questions(task: TaskSpec, run: dict[str, Any], attributes: set[str]) -> dic
     if unknown:
         raise VlmfaceError(f"{task.where} has no attribute(s) {unknown} that the run's predictions hold; "
                            "pass --task-spec with a spec that declares them")
+    from vlmface.prompt_sets.spec import variant_from_record
+
     templates = run.get("templates") or {}
-    return {a: question_for(task, a, _template(templates.get(a))) for a in sorted(attributes)}
+    variant = variant_from_record(run.get("prompt_variant"))  # its display names are answer spellings too
+    questions = {a: question_for(task, a, _template(templates.get(a))) for a in sorted(attributes)}
+    return {a: variant.apply(q) for a, q in questions.items()} if variant else questions
 
 
 def _task(run_dir: Path, run: dict[str, Any], task_spec: Path | None) -> TaskSpec:

@@ -152,6 +152,7 @@ class RunIdentity(BaseModel):
     options: dict[str, Any]  # every answer-changing option the backend declares, defaults filled in
     prompts: dict[str, str | None]  # attribute -> template sha256 (None: the backend uses no prompt)
     perturbation: dict[str, Any] | None = None
+    prompt_variant: dict[str, Any] | None = None  # a prompt set's variant (vlmface.prompt_sets); None: plain
     backend: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:

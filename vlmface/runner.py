@@ -64,6 +64,7 @@ class EvalConfig:
     verbose: bool = False  # the engine's own (Ray's) log lines on the console
     options: dict[str, Any] = field(default_factory=dict)
     perturbation: Any = None  # a vlmface.perturb.Perturbation (one transform, one level); None: clean
+    prompt_variant: Any = None  # a vlmface.prompt_sets.PromptVariant; None: the plain run
     overwrite: bool = False
     retry_errors: bool = False
     score: bool = True
@@ -179,7 +180,30 @@ class _Run:
             raise VlmfaceError(f"shard {config.shard} of {self.n_selected} samples is empty; use fewer shards")
         _check_templates(self.questions, self.style, self.samples[0])
         self.clean_samples = self.samples
+        self.plain_questions = self.questions
+        self.prompt_variant = None
         self._set_perturbation(config.perturbation)
+        if config.prompt_variant is not None:
+            self._set_prompt_variant(config.prompt_variant)
+
+    def _set_prompt_variant(self, variant: Any) -> None:
+        """The plain questions as `variant` asks them; its default is the plain run itself."""
+        self.prompt_variant = None if variant is None or variant.is_default else variant
+        if self.prompt_variant is None:
+            self.questions = self.plain_questions
+        else:
+            if self.style == "class_texts" and variant.presentation and variant.presentation.order:
+                raise SpecError(f"prompt variant {variant.name!r} reorders options, which class texts do not "
+                                "list; use template, casing or display variants with this model")
+            self.questions = [variant.apply(q) for q in self.plain_questions]
+            _check_templates(self.questions, self.style, self.samples[0])
+        self.run_dir = self._run_dir()
+
+    def with_prompt_variant(self, variant: Any) -> _Run:
+        """The same run asked as `variant` (None or the default: the plain run), in its own directory."""
+        run = copy.copy(self)
+        run._set_prompt_variant(variant)
+        return run
 
     def _set_perturbation(self, perturbation: Any) -> None:
         self.perturbation = perturbation
@@ -218,6 +242,8 @@ class _Run:
             extras.append("shard-{}-of-{}".format(*self.config.shard))
         if self.perturbation is not None:
             extras.append(self.perturbation.suffix)
+        if self.prompt_variant is not None:
+            extras.append(self.prompt_variant.suffix)
         return "__".join([path_component(Path(prompt).stem, "prompt"), *extras])
 
     def _run_dir(self) -> Path:
@@ -246,7 +272,16 @@ class _Run:
             options=self.backend_cls.answer_changing_options(self.options),
             prompts={q.attribute: q.template.sha256 if q.template else None for q in self.questions},
             perturbation=self.perturbation.describe() if self.perturbation is not None else None,
+            prompt_variant=self._variant_record(),
             backend=backend)
+
+    def _variant_record(self) -> dict[str, Any] | None:
+        """The variant and the plain run's prompts (so its default run can be found from run.json)."""
+        if self.prompt_variant is None:
+            return None
+        return {**self.prompt_variant.describe(),
+                "plain_prompts": {q.attribute: q.template.sha256 if q.template else None
+                                  for q in self.plain_questions}}
 
 
 def _previous_identity(run_dir: Path) -> tuple[bool, RunIdentity | None]:
@@ -351,7 +386,8 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "group_columns": run.task.group_columns,
         "backend_setup": setup.prepared,
         "versions": package_versions(),
-    } | ({"perturbation": run.perturbation.describe()} if run.perturbation is not None else {})
+    } | ({"perturbation": run.perturbation.describe()} if run.perturbation is not None else {}) \
+      | ({"prompt_variant": run._variant_record()} if run.prompt_variant is not None else {})
 
 
 def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -> dict[str, list[Question]]:
@@ -373,6 +409,13 @@ def evaluate_perturbed(config: EvalConfig, perturbations: list[Any]) -> list[Run
     resumable run in its own directory; on the local engine the model is loaded once for all."""
     base = _Run(replace(config, perturbation=None))
     return _evaluate_runs(config, [base.perturbed(p) for p in perturbations])
+
+
+def evaluate_prompt_variants(config: EvalConfig, variants: list[Any]) -> list[RunResult]:
+    """The run of `config` once per prompt variant on the same samples, each a normal, resumable
+    run in its own directory (the default variant: the plain run's); the model is loaded once."""
+    base = _Run(replace(config, prompt_variant=None))
+    return _evaluate_runs(config, [base.with_prompt_variant(v) for v in variants])
 
 
 def _evaluate_runs(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
@@ -427,7 +470,8 @@ def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Ru
                 manifest["backend_summary"] = previous["backend_summary"]
             manifest["status"] = "running"
             write_run(run.run_dir, manifest)
-            done.append((run, _execute(run, engine, setup.questions, finished, manifest, before), setup))
+            questions = [q for q in run.questions if q.attribute not in setup.unsupported]
+            done.append((run, _execute(run, engine, questions, finished, manifest, before), setup))
     finally:
         engine.close()
     return done

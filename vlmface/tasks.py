@@ -172,6 +172,9 @@ class TaskSpec(_Strict):
     #: named perturbation sets, each as in perturbations/*.yaml; `--perturb NAME` finds them first
     #: (validated by vlmface.perturb.spec.task_perturbation_set when used, and by `vlmface validate`)
     perturbations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: named prompt sets, each as in prompt_sets/*.yaml; `--prompt-set NAME` finds them first
+    #: (validated by vlmface.prompt_sets.spec.task_prompt_set when used)
+    prompt_sets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("sources")

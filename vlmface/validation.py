@@ -9,6 +9,7 @@ from vlmface.errors import VlmfaceError
 from vlmface.perturb.spec import available_perturbations, load_perturbations, task_perturbation_set
 from vlmface.probes import available_probes, load_probe
 from vlmface.probes.spec import available_probe_datasets
+from vlmface.prompt_sets.spec import available_prompt_sets, load_prompt_set
 from vlmface.prompts import available_templates, load_template, load_template_file
 from vlmface.registry import load_registry
 from vlmface.tasks import TaskSpec, available_tasks, load_task, load_task_file
@@ -26,6 +27,8 @@ def _render_with_stand_in(template, task: TaskSpec | None, attribute: str, label
 
 
 def _validate_task(name: str) -> list[str]:
+    from vlmface.render import render_prompt_set
+
     problems = []
     task = load_task(name)
     for attribute, spec in task.attributes.items():
@@ -43,6 +46,11 @@ def _validate_task(name: str) -> list[str]:
             task_perturbation_set(task, set_name)
         except VlmfaceError as exc:
             problems.append(str(exc))
+    for set_name in task.prompt_sets:
+        try:  # every variant rendered: its templates, display names and option orders
+            render_prompt_set(task.path or name, set_name)
+        except VlmfaceError as exc:
+            problems.append(f"{task.where}: prompt_sets.{set_name}: {exc}")
     return problems
 
 
@@ -81,6 +89,11 @@ def validate_all(tasks: list[str] | None = None) -> list[str]:
     for path in available_perturbations().values():
         try:
             load_perturbations(str(path))
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    for path in available_prompt_sets().values():
+        try:
+            load_prompt_set(str(path))
         except VlmfaceError as exc:
             problems.append(str(exc))
     for path in available_probes().values():

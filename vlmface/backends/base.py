@@ -25,7 +25,7 @@ from vlmface.errors import BackendError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vlmface.prompts import PromptTemplate
+    from vlmface.prompts import Presentation, PromptTemplate
     from vlmface.registry import ModelEntry
     from vlmface.vocabulary import Vocabulary
 
@@ -43,9 +43,11 @@ class Question:
     task: str = ""
     synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> extra answer spellings
     vocabulary: Vocabulary | None = None  # the task's shared answer words (vlmface.vocabulary)
+    presentation: Presentation | None = None  # a prompt variant's option order and casing
 
     def display_name(self, label: str) -> str:
-        return self.display.get(label, label)
+        name = self.display.get(label, label)
+        return self.presentation.case(name) if self.presentation is not None else name
 
     @property
     def choices(self) -> list[str]:

@@ -52,7 +52,7 @@ class _Stats:
 def _question_key(question: Question) -> tuple:
     template = question.template
     return (question.task, question.attribute, question.labels, tuple(sorted(question.display.items())),
-            template.sha256 if template is not None else None)
+            template.sha256 if template is not None else None, question.presentation)
 
 
 class ClipBackend(Backend):

@@ -54,7 +54,7 @@ def _truth_text(data: AttributeData, rows: np.ndarray) -> np.ndarray:
     return np.asarray(data.labels, dtype=object)[data.truth[rows]]
 
 
-def _answers(data: AttributeData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def answers(data: AttributeData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(answer, status) per row: the label text (or value) where ok."""
     status = data.status[rows]
     if data.spec.is_numeric:
@@ -63,7 +63,7 @@ def _answers(data: AttributeData, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return text, status
 
 
-def _flips(clean: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], numeric: bool) -> np.ndarray:
+def flips(clean: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], numeric: bool) -> np.ndarray:
     (a, status_a), (b, status_b) = clean, other
     both = (status_a == OK) & (status_b == OK)
     if numeric:
@@ -85,7 +85,7 @@ def pair_attribute(clean: AttributeData, levels: list[tuple[float, AttributeData
     columns = [(identity_level, clean, rows)] + [(level, data, p[present])
                                                   for (level, data), p in zip(levels, positions)]
     columns.sort(key=lambda c: c[0])
-    clean_answers = _answers(clean, rows)
+    clean_answers = answers(clean, rows)
     truth = _truth_text(clean, rows)
     correct, flipped, error, status, abs_error = [], [], [], [], []
     for level, data, index in columns:
@@ -97,7 +97,7 @@ def pair_attribute(clean: AttributeData, levels: list[tuple[float, AttributeData
                                    "a sweep needs the same samples and labels at every level")
         out = outcomes(data, answered_only=False)
         correct.append(out.correct[index])
-        flipped.append(_flips(clean_answers, _answers(data, index), clean.spec.is_numeric))
+        flipped.append(flips(clean_answers, answers(data, index), clean.spec.is_numeric))
         error.append(data.answer_error[index])
         status.append(data.status[index])
         if out.abs_error is not None:

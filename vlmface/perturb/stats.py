@@ -64,7 +64,7 @@ def _groupings(paired: Paired) -> list[tuple[str, np.ndarray, list[str]]]:
     return found
 
 
-class _Group:
+class GroupDraws:
     """Point estimates and bootstrap draws of one group under one perturbation."""
 
     def __init__(self, paired: Paired, rows: np.ndarray, settings: ScoreSettings, rng: np.random.Generator):
@@ -94,7 +94,7 @@ class _Group:
         self.drop_draws = self.accuracy_draws[:, [clean]] - self.accuracy_draws
 
 
-def _level_rows(paired: Paired, col: str, value: str, group: _Group, settings: ScoreSettings) -> list[dict]:
+def _level_rows(paired: Paired, col: str, value: str, group: GroupDraws, settings: ScoreSettings) -> list[dict]:
     accuracy_ci = percentile_ci(group.accuracy_draws, settings.confidence)
     drop_ci = percentile_ci(group.drop_draws, settings.confidence)
     flip_ci = percentile_ci(group.flip_draws, settings.confidence)
@@ -114,7 +114,7 @@ def _level_rows(paired: Paired, col: str, value: str, group: _Group, settings: S
     return rows
 
 
-def _interaction_rows(paired: Paired, col: str, groups: dict[str, _Group], settings: ScoreSettings) -> list[dict]:
+def _interaction_rows(paired: Paired, col: str, groups: dict[str, GroupDraws], settings: ScoreSettings) -> list[dict]:
     eligible = [value for value, group in groups.items() if group.n >= max(settings.min_group_n, 1)]
     rows = []
     for a, b in combinations(eligible, 2):
@@ -141,7 +141,7 @@ def analyze_paired(paired: Paired, settings: ScoreSettings) -> tuple[list[dict],
         groups = {}
         for g, value in enumerate(values):
             rng = rng_for(settings.seed, paired.attribute, paired.perturbation, col, value)
-            groups[value] = _Group(paired, codes == g, settings, rng)
+            groups[value] = GroupDraws(paired, codes == g, settings, rng)
             level_rows += _level_rows(paired, col, value, groups[value], settings)
         if col != ALL:
             interaction_rows += _interaction_rows(paired, col, groups, settings)

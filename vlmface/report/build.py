@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
+from vlmface.prompt_sets.report import sensitivity_html
 from vlmface.report.collect import Collection, collect_runs
 from vlmface.report.fairness import fairness_html, fairness_plan
 from vlmface.report.gallery import plan
@@ -69,6 +70,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
                            "`vlmface eval` (default results/)")
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     collection = collect_runs(results_dir, exclude=out_dir)
+    collection.exclude = out_dir
     refs = load_references(references)
     board = leaderboard(collection, refs, group_col=group_col)
     csv_path, md_path = write_leaderboard(board, out_dir)
@@ -80,7 +82,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
                        subtitle=f"{len(collection.runs)} scored run(s) under {results_dir.resolve()}; "
                                 f"generated {stamp}",
                        warnings=collection.warnings, skipped=collection.skipped, placements=placed,
-                       fairness=fairness_html(collection))
+                       fairness=fairness_html(collection),
+                       sensitivity=sensitivity_html(results_dir, out_dir))
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportResult(out_dir, board, csv_path, md_path, html_path, files, collection, references_csv)

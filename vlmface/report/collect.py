@@ -40,6 +40,7 @@ class Collection:
     probes: list[Path] = field(default_factory=list)  # deltas.csv files of social-perception probes
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     warnings: list[str] = field(default_factory=list)
+    exclude: Path | None = None  # the report's own folder, never read back
 
 
 def _hidden(path: Path, root: Path) -> bool:

@@ -126,5 +126,12 @@ def _model_comparison(folder, deltas, name: str) -> Iterator[Plot]:
                    lambda d=deltas, n=name: social_plots.plot_model_heatmap(d, f"{n}: group means per model"))
 
 
+def _prompt_sensitivity(collection: Collection) -> Iterator[Plot]:
+    from vlmface.prompt_sets.report import sensitivity_plots
+
+    for section, stem, caption, draw in sensitivity_plots(collection.results_dir, collection.exclude):
+        yield Plot(section, _stem(stem), caption, draw)
+
+
 def plan(collection: Collection) -> list[Plot]:
-    return [*_per_attribute(collection), *_social(collection)]
+    return [*_per_attribute(collection), *_social(collection), *_prompt_sensitivity(collection)]
