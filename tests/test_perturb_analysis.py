@@ -164,7 +164,7 @@ def _synthetic_paired(rng, planted: dict[str, tuple[float, float]], n: int) -> P
     return Paired(attribute="a", kind="categorical", metric="accuracy", perturbation="p", transform="gamma",
                   levels=np.array([1.0, 2.0]), clean=0, sample_id=np.arange(groups.size).astype(str),
                   correct=correct, flipped=correct[:, [0]] != correct, error=np.zeros_like(correct),
-                  abs_error=None, groups={"g": pd.Categorical(groups)}, counts={})
+                  status=np.zeros(correct.shape, dtype=np.int8), abs_error=None, groups={"g": pd.Categorical(groups)}, counts={})
 
 
 def test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate():

@@ -82,7 +82,7 @@ def test_summary_names_the_key_numbers(run_dir):
     assert f"n={overall['n']}" in text and f"accuracy {overall['accuracy']:.3f}" in text
     assert f"invalid {overall['n_invalid']}" in text and f"refused {overall['n_refused']}" in text
     assert f"worst {race['worst_group']}" in text and f"gap {race['gap']:.3f}" in text
-    assert "3 error(s)" in text and "1 small group(s) left out" in text
+    assert "3 data error(s)" in text and "1 small group(s) left out" in text
     assert len(text.splitlines()) <= 12
 
 

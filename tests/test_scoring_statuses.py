@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scoring_fixtures import record, run_json, write_run
+from vlmface.errors import PredictionsError
 from vlmface.scoring import score_run
 
 LABELS = ("happy", "sad")
@@ -68,11 +69,10 @@ def test_null_group_values_leave_only_that_table(tmp_path):
     assert attr["by_group"]["racexgender"]["A x F"]["n_total"] == 9
 
 
-def test_an_undeclared_answer_is_kept_visible_not_remapped(tmp_path):
+def test_an_undeclared_answer_is_an_error_naming_the_line(tmp_path):
+    """Issue 13: an ok label outside the declared labels never becomes a class of its own."""
     records = mixed_records()
     records[4]["label"] = "furious"
-    metrics = score_run(write_run(tmp_path, records, run_json(labels=LABELS)), n_boot=20)
-    overall = metrics["attributes"]["emotion"]["overall"]
-    assert overall["undeclared_labels"] == ["furious"]
-    assert overall["confusion"]["happy"]["furious"] == 1
-    assert overall["accuracy"] == pytest.approx(4 / 9)
+    with pytest.raises(PredictionsError, match=r"predictions.jsonl:5: sample 's4': status 'ok' with "
+                                               r"label 'furious'.*mark the line status 'invalid'"):
+        score_run(write_run(tmp_path, records, run_json(labels=LABELS)), n_boot=20)

@@ -65,7 +65,8 @@ class Asker:
             a = interpret(answer, question)
             out.append(Prediction(sample_id=sample.id, attribute=question.attribute, label=a.label,
                                   status=a.status, truth=sample.labels.get(question.attribute), groups=groups,
-                                  raw=a.raw, probs=a.probs, extra=a.extra, scores=a.scores))
+                                  raw=a.raw, probs=a.probs, extra=a.extra, scores=a.scores,
+                                  error_kind=a.error_kind if a.status == "error" else None))
         return out
 
     def ask(self, backend: Backend, batch: list[LoadedSample],
@@ -76,7 +77,7 @@ class Asker:
         for loaded in batch:
             sample, questions = loaded.sample, todo[loaded.sample.id]
             if loaded.error is not None:
-                predictions += self.predictions(sample, questions, Answer.error(loaded.error))
+                predictions += self.predictions(sample, questions, Answer.error(loaded.error, kind="data"))
                 continue
             for asked in (requests_for(questions) if self.style == "question" else [(q,) for q in questions]):
                 prompt = render_request(asked, sample) if self.style == "question" else None

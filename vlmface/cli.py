@@ -148,9 +148,27 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--answered-only", action="store_true",
-                   help="score only answered items (invalid and refused left out of accuracy)")
-    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
+                   help="score only answered items (invalid, refused and answer errors left out of "
+                        "accuracy; default: counted wrong)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")
+    p.add_argument("--min-cell-n", type=int, default=10,
+                   help="truths per class x group below which per-class rates and gaps are null, "
+                        "shown as 'n < N' (default 10)")
+    p.add_argument("--max-group-values", type=int, default=1000,
+                   help="a group column with more distinct values is refused (default 1000)")
+    p.add_argument("--intersections", type=int, choices=(1, 2, 3), default=2,
+                   help="cross up to this many group columns (default 2: pairs; 3 adds triples)")
+    p.add_argument("--reference-group", type=_reference_group, default=None, metavar="COLUMN=GROUP",
+                   help="compare every group of COLUMN to GROUP: difference and ratio with CI and a "
+                        "test (default: none)")
     p.set_defaults(handler=_score)
+
+
+def _reference_group(text: str) -> tuple[str, str]:
+    column, sep, group = text.partition("=")
+    if not sep or not column or not group:
+        raise argparse.ArgumentTypeError(f"expected COLUMN=GROUP (e.g. race5=White), got {text!r}")
+    return column, group
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -160,7 +178,9 @@ def _score(args: argparse.Namespace) -> int:
     with run_lock(args.run_dir, "score"):
         metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
                             seed=args.seed, answered_only=args.answered_only,
-                            confidence=args.confidence)
+                            confidence=args.confidence, min_cell_n=args.min_cell_n,
+                            max_group_values=args.max_group_values, intersections=args.intersections,
+                            reference_group=args.reference_group)
     print(format_summary(metrics))
     return 0
 

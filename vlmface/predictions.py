@@ -3,7 +3,14 @@
 One JSON object per (sample, attribute). The runner appends and flushes a batch at a
 time, so a crash can leave at most one truncated last line; readers ignore it (and the
 runner redoes that sample on resume). Any other malformed line is an error that names
-the file and line number.
+the file and line number: invalid JSON, bytes that are not UTF-8, a missing key, an
+unknown status, NaN/Infinity in a label, truth or probability.
+
+Error policy: a line with status "error" carries `error_kind`, "data" (the image cannot
+be read or is refused as too large: left out of every metric) or "answer" (no face
+found, an API failure after the last retry, a backend exception: the system's failure,
+counted wrong in `accuracy`). A file written before `error_kind` existed has "error"
+lines without it; those are read as "data", which is how they were scored before.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from vlmface.errors import PredictionsError
 from vlmface.run_record import PREDICTIONS_FILE, OutputError  # noqa: F401  (PREDICTIONS_FILE re-exported)
 
 STATUSES = ("ok", "invalid", "refused", "error")
+ERROR_KINDS = ("data", "answer")
+LEGACY_ERROR_KIND = "data"  # an "error" line without error_kind (files from before the policy)
 REQUIRED_KEYS = ("sample_id", "attribute", "label", "status", "groups", "truth")
 
 
@@ -37,16 +46,63 @@ class Prediction:
     perturbation: str | None = None  # image perturbation name (vlmface.perturb); absent when clean
     level: float | None = None  # its level; absent when clean
     scores: dict[str, float] | None = None  # raw per-label log-likelihoods (choice, zero-shot); absent otherwise
+    error_kind: str | None = None  # with status "error": one of ERROR_KINDS; absent otherwise
 
     def to_json(self) -> str:
         record = asdict(self)
-        for optional in ("extra", "perturbation", "level", "scores"):
+        for optional in ("extra", "perturbation", "level", "scores", "error_kind"):
             if record[optional] is None:
                 del record[optional]
         return json.dumps(record, ensure_ascii=False, allow_nan=False)
 
 
-def _check_record(record: Any, where: str) -> dict[str, Any]:
+def _finite(value: Any) -> bool:
+    return not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _check_numbers(record: dict[str, Any], where: str) -> None:
+    for key in ("label", "truth"):
+        if not _finite(record[key]):
+            raise PredictionsError(f"{where}: {key} is {record[key]!r} for sample {record['sample_id']!r}; "
+                                   "a non-finite number cannot be scored: fix the line (or mark it status "
+                                   "'invalid' with label null) and re-score")
+    probs = record.get("probs")
+    if probs is None:
+        return
+    if not isinstance(probs, dict):
+        raise PredictionsError(f"{where}: 'probs' must be an object of label -> probability or null")
+    for label, value in probs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PredictionsError(f"{where}: probs[{label!r}] is {value!r} for sample "
+                                   f"{record['sample_id']!r}; probabilities must be finite numbers: fix "
+                                   "the line or set probs to null and re-score")
+
+
+def _check_error_kind(record: dict[str, Any], where: str) -> None:
+    kind = record.get("error_kind")
+    if kind is None:
+        return
+    if record["status"] != "error":
+        raise PredictionsError(f"{where}: error_kind {kind!r} on a line with status {record['status']!r}; "
+                               "only status 'error' lines carry error_kind: remove it")
+    if kind not in ERROR_KINDS:
+        raise PredictionsError(f"{where}: unknown error_kind {kind!r}; expected one of "
+                               f"{', '.join(ERROR_KINDS)}")
+
+
+class _NonFinite:
+    """json.loads hook: NaN / Infinity / -Infinity literals are noted (then checked in detail);
+    the common, all-finite line pays nothing for the check."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, name: str) -> float:
+        self.seen = True
+        return float(name)
+
+
+def _check_record(record: Any, where: str, nonfinite: bool = True) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise PredictionsError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in record]
@@ -56,9 +112,12 @@ def _check_record(record: Any, where: str) -> dict[str, Any]:
     if record["status"] not in STATUSES:
         raise PredictionsError(f"{where}: unknown status {record['status']!r}; "
                                f"expected one of {', '.join(STATUSES)}")
-    truth = record["truth"]
-    if truth is None or (isinstance(truth, float) and math.isnan(truth)):
+    if record["truth"] is None:
         raise PredictionsError(f"{where}: missing truth for sample {record['sample_id']!r}")
+    if nonfinite:
+        _check_numbers(record, where)
+    if "error_kind" in record:
+        _check_error_kind(record, where)
     if record["status"] == "ok" and record["label"] is None:
         raise PredictionsError(f"{where}: status 'ok' but label is null")
     if not isinstance(record["groups"], dict):
@@ -66,24 +125,44 @@ def _check_record(record: Any, where: str) -> dict[str, Any]:
     return record
 
 
+class _Where:
+    """`path:line`, formatted only when an error needs it."""
+
+    def __init__(self, path: Path, number: int):
+        self.path, self.number = path, number
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.number}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield validated records; a truncated last line (no trailing newline) is skipped."""
     path = Path(path)
     if not path.exists():
         raise PredictionsError(f"{path}: no predictions file; run `vlmface eval` first")
-    with path.open("r", encoding="utf-8") as handle:
-        number = 0
-        for number, line in enumerate(handle, start=1):
+    hook = _NonFinite()
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise PredictionsError(f"{path}:{number}: bytes that are not UTF-8 ({exc.reason} at byte "
+                                       f"{exc.start}); predictions files are UTF-8: re-encode or delete "
+                                       "that line and re-score") from None
             if not line.strip():
                 continue
+            hook.seen = False
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=hook)
             except json.JSONDecodeError as exc:
                 if not line.endswith("\n") and not handle.read(1):
                     return  # tolerated: a truncated last line, the run was killed mid-write
                 raise PredictionsError(f"{path}:{number}: not valid JSON ({exc.msg}); "
                                        "fix or delete that line and re-score") from None
-            yield _check_record(record, f"{path}:{number}")
+            yield _check_record(record, _Where(path, number), hook.seen)
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -102,10 +102,14 @@ class Answer:
     extra: dict[str, Any] | None = None
     scores: dict[str, float] | None = None
     value: float | None = None
+    error_kind: str | None = None  # with status "error": "data" or "answer" (vlmface.predictions)
 
     @classmethod
-    def error(cls, message: str) -> Answer:
-        return cls(label=None, status="error", raw=message)
+    def error(cls, message: str, kind: str = "answer") -> Answer:
+        """A sample the system could not answer. kind "answer" (no face found, an API failure
+        after the last retry, a backend exception) counts wrong in `accuracy`; kind "data"
+        (the image cannot be read or is refused as too large) is left out of every metric."""
+        return cls(label=None, status="error", raw=message, error_kind=kind)
 
 
 class Option(NamedTuple):

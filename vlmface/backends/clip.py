@@ -271,7 +271,7 @@ class ClipBackend(Backend):
                 except Exception as exc:  # not a PIL image, truncated file decoded lazily...
                     self._stats.bad_images += 1
                     by_object[id(image)] = Answer.error(f"sample {query.sample_id!r}: unreadable image "
-                                                        f"({type(exc).__name__}: {exc})")
+                                                        f"({type(exc).__name__}: {exc})", kind="data")
             found = by_object[id(image)]
             if isinstance(found, Answer):
                 answers[i] = found

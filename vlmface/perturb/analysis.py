@@ -4,7 +4,10 @@ Never runs a model. Output folder (default: CLEAN_RUN/robustness/):
 
     robustness.json          settings, the runs used, pairing counts, notes, every row below
     levels.csv|md            attribute x perturbation x level x group column x group:
-                             n, accuracy [CI], drop from clean [CI], flip rate [CI], error rate, MAE
+                             n, accuracy [CI], drop from clean [CI], flip rate [CI], answered
+                             accuracy, answer-error / invalid / refusal rates, MAE
+                             (the scorer's error policy: a perturbed run's own `vlmface score`
+                             accuracy equals its row here on a complete sweep)
     interactions.csv|md      attribute x perturbation x level x group pair: drops, interaction [CI]
     plots/<attr>__<perturbation>__curves.png, __interaction.png
 
@@ -129,6 +132,11 @@ def format_robustness(result: Robustness, max_pairs: int = 5) -> str:
         curve = ", ".join(f"{r.level:g}{'*' if r.clean else ''}: {_pct(r.accuracy)} "
                           f"[{_pct(r.accuracy_ci_lo)}, {_pct(r.accuracy_ci_hi)}]" for r in rows.itertuples())
         lines.append(f"{attribute} / {perturbation} ({metric} %, * = clean, n={rows['n'].iloc[0]}): {curve}")
+        if (rows["answer_error_rate"].fillna(0) > 0).any():
+            lines.append("  answer errors (counted wrong) %: " + ", ".join(
+                f"{r.level:g}: {_pct(r.answer_error_rate)}" for r in rows.itertuples())
+                + "; answered-only accuracy %: " + ", ".join(
+                f"{r.level:g}: {_pct(r.answered_accuracy)}" for r in rows.itertuples()))
         if len(interactions):
             pairs = interactions[(interactions["attribute"] == attribute)
                                  & (interactions["perturbation"] == perturbation) & interactions["ci_excludes_zero"]]

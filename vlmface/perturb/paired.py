@@ -1,11 +1,12 @@
 """A sweep's predictions -> per-image outcomes at every level, aligned on the same images.
 
-The images analysed are those the model could answer clean (status not "error" in the
-clean run: a corrupt file or no detectable face is not the perturbation's doing) and that
-every level of the perturbation holds. At a perturbed level an error (e.g. the detector
-no longer finds the face) counts as wrong, like invalid and refused answers: hiding it
-would hide exactly the degradation being measured. Numeric attributes are scored by
-CS@5 (within 5 years), as in `vlmface compare`.
+The error policy is the scorer's (`vlmface.scoring.outcomes`): the images analysed are
+those every level of the perturbation holds without a data error (an unreadable file is
+not the perturbation's doing); an answer error (e.g. the detector no longer finds the
+face) counts as wrong, like invalid and refused answers, at every level, the clean one
+included. So on a complete sweep a perturbed run's `vlmface score` accuracy equals its
+row here (group "all"), and `answered_accuracy` is over answered items as there.
+Numeric attributes are scored by CS@5 (within 5 years), as in `vlmface compare`.
 
 A flip is an answer that differs from the same image's clean answer: another label, or
 another status (ok -> invalid/refused/error); for numeric attributes, a value that moves
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import PredictionsError
-from vlmface.scoring.load import ERROR, OK, AttributeData, RunData, load_run
+from vlmface.scoring.load import OK, AttributeData, RunData, load_run
 from vlmface.scoring.outcomes import CS_TOLERANCE, outcomes
 from vlmface.perturb.runs import Sweep
 
@@ -40,10 +41,11 @@ class Paired:
     sample_id: np.ndarray
     correct: np.ndarray  # (n, L) bool
     flipped: np.ndarray  # (n, L) bool
-    error: np.ndarray  # (n, L) bool
+    error: np.ndarray  # (n, L) bool: answer errors (counted wrong)
+    status: np.ndarray  # (n, L) int8 status codes (vlmface.predictions.STATUSES)
     abs_error: np.ndarray | None  # (n, L) float, NaN where not answered; numeric only
     groups: dict[str, pd.Categorical]
-    counts: dict[str, int]  # n_paired, n_clean_error, n_missing
+    counts: dict[str, int]  # n_paired, n_clean_error (data errors), n_missing (or a data error at a level)
 
 
 def _truth_text(data: AttributeData, rows: np.ndarray) -> np.ndarray:
@@ -74,16 +76,18 @@ def _flips(clean: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.nda
 
 def pair_attribute(clean: AttributeData, levels: list[tuple[float, AttributeData]], identity_level: float,
                    perturbation: str, transform: str) -> Paired:
-    usable = np.flatnonzero(clean.status != ERROR)
+    usable = np.flatnonzero(~clean.data_error)
     positions = [pd.Index(data.sample_id).get_indexer(clean.sample_id[usable]) for _, data in levels]
-    present = np.logical_and.reduce([p >= 0 for p in positions]) if positions else np.ones(usable.size, bool)
+    present = np.logical_and.reduce([(p >= 0) & ~data.data_error[np.maximum(p, 0)]
+                                     for p, (_, data) in zip(positions, levels)]) \
+        if positions else np.ones(usable.size, bool)
     rows = usable[present]
     columns = [(identity_level, clean, rows)] + [(level, data, p[present])
                                                   for (level, data), p in zip(levels, positions)]
     columns.sort(key=lambda c: c[0])
     clean_answers = _answers(clean, rows)
     truth = _truth_text(clean, rows)
-    correct, flipped, error, abs_error = [], [], [], []
+    correct, flipped, error, status, abs_error = [], [], [], [], []
     for level, data, index in columns:
         differs = _truth_text(data, index) != truth
         if differs.any():
@@ -94,7 +98,8 @@ def pair_attribute(clean: AttributeData, levels: list[tuple[float, AttributeData
         out = outcomes(data, answered_only=False)
         correct.append(out.correct[index])
         flipped.append(_flips(clean_answers, _answers(data, index), clean.spec.is_numeric))
-        error.append(data.status[index] == ERROR)
+        error.append(data.answer_error[index])
+        status.append(data.status[index])
         if out.abs_error is not None:
             abs_error.append(out.abs_error[index])
     numeric = clean.spec.is_numeric
@@ -103,6 +108,7 @@ def pair_attribute(clean: AttributeData, levels: list[tuple[float, AttributeData
         perturbation=perturbation, transform=transform, levels=np.array([c[0] for c in columns]),
         clean=[c[0] for c in columns].index(identity_level), sample_id=clean.sample_id[rows],
         correct=np.column_stack(correct), flipped=np.column_stack(flipped), error=np.column_stack(error),
+        status=np.column_stack(status),
         abs_error=np.column_stack(abs_error) if numeric else None,
         groups={col: cat[rows] for col, cat in clean.groups.items()},
         counts={"n_paired": int(rows.size), "n_clean_error": int(clean.status.size - usable.size),
@@ -130,6 +136,6 @@ def pair_sweep(sweep: Sweep) -> tuple[list[Paired], list[str]]:
             result = pair_attribute(clean_data, levels, runs[0].identity_level, name, runs[0].transform)
             if result.counts["n_missing"]:
                 notes.append(f"{attribute} under {name}: {result.counts['n_missing']} image(s) missing at some "
-                             "level (an unfinished run?) left out of every level")
+                             "level (an unfinished run, or a data error there) left out of every level")
             paired.append(result)
     return paired, notes

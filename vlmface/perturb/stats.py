@@ -2,7 +2,10 @@
 clean level, flip rate; between groups, the interaction (difference of drops).
 
 Definitions (per attribute x perturbation x group column x group):
-- accuracy(level): share correct (CS@5 for numeric attributes; see `paired`).
+- accuracy(level): share correct (CS@5 for numeric attributes; see `paired`); answer
+  errors, invalid and refused answers count wrong, as in `vlmface score`.
+- answered_accuracy(level): share correct among answered images; answer_error_rate
+  (kept under its old name `error_rate` too), invalid_rate, refusal_rate: shares of images.
 - drop(level) = accuracy(clean) - accuracy(level): positive means worse than clean.
 - flip_rate(level): share of images whose answer differs from their clean answer.
 - interaction(level, a, b) = drop_a(level) - drop_b(level): positive means group a loses
@@ -29,12 +32,14 @@ import pandas as pd
 
 from vlmface.perturb.paired import Paired
 from vlmface.scoring.bootstrap import percentile_ci, rng_for
+from vlmface.scoring.load import INVALID, OK, REFUSED
 from vlmface.scoring.settings import ScoreSettings
 
 ALL = "all"  # the group column (and value) of the rows over every image
 _KEYS = ["attribute", "metric", "perturbation", "transform", "level"]
 LEVEL_COLUMNS = [*_KEYS, "clean", "group_column", "group", "n", "accuracy", "accuracy_ci_lo", "accuracy_ci_hi",
                  "drop", "drop_ci_lo", "drop_ci_hi", "flip_rate", "flip_rate_ci_lo", "flip_rate_ci_hi",
+                 "answered_accuracy", "answer_error_rate", "invalid_rate", "refusal_rate",
                  "error_rate", "mae", "small"]
 INTERACTION_COLUMNS = [*_KEYS, "group_column", "group_a", "group_b", "n_a", "n_b", "drop_a", "drop_b",
                        "interaction", "interaction_ci_lo", "interaction_ci_hi", "ci_excludes_zero"]
@@ -72,6 +77,12 @@ class _Group:
             self.accuracy = paired.correct[rows].mean(axis=0) if self.n else np.full(levels, np.nan)
             self.flip = paired.flipped[rows].mean(axis=0) if self.n else np.full(levels, np.nan)
             self.error_rate = paired.error[rows].mean(axis=0) if self.n else np.full(levels, np.nan)
+            status = paired.status[rows]
+            answered = (status == OK).sum(axis=0)
+            self.answered_accuracy = np.where(answered > 0, paired.correct[rows].sum(axis=0)
+                                              / np.maximum(answered, 1), np.nan)
+            self.invalid_rate = (status == INVALID).mean(axis=0) if self.n else np.full(levels, np.nan)
+            self.refusal_rate = (status == REFUSED).mean(axis=0) if self.n else np.full(levels, np.nan)
         self.mae = np.full(levels, np.nan)
         if paired.abs_error is not None and self.n:
             errors = paired.abs_error[rows]
@@ -96,6 +107,8 @@ def _level_rows(paired: Paired, col: str, value: str, group: _Group, settings: S
             "accuracy": group.accuracy[j], "accuracy_ci_lo": accuracy_ci[0, j], "accuracy_ci_hi": accuracy_ci[1, j],
             "drop": group.drop[j], "drop_ci_lo": drop_ci[0, j], "drop_ci_hi": drop_ci[1, j],
             "flip_rate": group.flip[j], "flip_rate_ci_lo": flip_ci[0, j], "flip_rate_ci_hi": flip_ci[1, j],
+            "answered_accuracy": group.answered_accuracy[j], "answer_error_rate": group.error_rate[j],
+            "invalid_rate": group.invalid_rate[j], "refusal_rate": group.refusal_rate[j],
             "error_rate": group.error_rate[j], "mae": group.mae[j],
             "small": group.n < max(settings.min_group_n, 1)})
     return rows

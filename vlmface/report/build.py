@@ -10,6 +10,7 @@ import pandas as pd
 
 from vlmface.errors import VlmfaceError
 from vlmface.report.collect import Collection, collect_runs
+from vlmface.report.fairness import fairness_html, fairness_plan
 from vlmface.report.gallery import plan
 from vlmface.report.html import render_html
 from vlmface.report.leaderboard import leaderboard, write_leaderboard
@@ -46,7 +47,7 @@ class ReportResult:
 
 def _draw_all(collection: Collection, plots_dir: Path) -> tuple[list[tuple[str, str, str, bytes]], list[Path]]:
     figures, files = [], []
-    for item in plan(collection):
+    for item in [*plan(collection), *fairness_plan(collection)]:
         png, svg, data = save_figure(item.draw(), plots_dir, item.stem)
         figures.append((item.section, item.stem, item.caption, data))
         files += [png, svg]
@@ -78,7 +79,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
                        title="vlmface report",
                        subtitle=f"{len(collection.runs)} scored run(s) under {results_dir.resolve()}; "
                                 f"generated {stamp}",
-                       warnings=collection.warnings, skipped=collection.skipped, placements=placed)
+                       warnings=collection.warnings, skipped=collection.skipped, placements=placed,
+                       fairness=fairness_html(collection))
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportResult(out_dir, board, csv_path, md_path, html_path, files, collection, references_csv)

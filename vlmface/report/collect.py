@@ -4,9 +4,11 @@ Tables (each row keeps `run_id` and `source`, the metrics.json path relative to 
 folder, so any number can be traced back to the one file it came from):
 
     runs       one row per run: model, task, prompt, mode, dataset fingerprint, manifest fields
-    overall    run x attribute: n, accuracy/mae with CI, macro-F1, invalid/refusal/error rates
+    overall    run x attribute: n, accuracy/mae with CI, answered accuracy, macro-F1,
+               answer-error/invalid/refusal/error rates
     groups     run x attribute x group column x group: n, accuracy/mae with CI, rates, small
-    disparity  run x attribute x group column: gap with CI, ratio, worst/best group, EO gap
+    disparity  run x attribute x group column: gap with CI, ratio, worst/best group, EO gap,
+               dp/tpr/eodds gaps, the test's p-value with Holm and BH adjustments
 
 Nothing is scored here: a run without metrics.json is listed in `skipped` with the command
 that scores it, and a metrics.json older than its predictions.jsonl is flagged as stale.
@@ -128,7 +130,8 @@ def _scores(stats: dict[str, Any]) -> dict[str, Any]:
     return {"n": stats.get("n"), "accuracy": stats.get("accuracy"), "accuracy_lo": acc_lo,
             "accuracy_hi": acc_hi, "mae": stats.get("mae"), "mae_lo": mae_lo, "mae_hi": mae_hi,
             "invalid_rate": stats.get("invalid_rate"), "refusal_rate": stats.get("refusal_rate"),
-            "error_rate": stats.get("error_rate")}
+            "error_rate": stats.get("error_rate"), "answered_accuracy": stats.get("answered_accuracy"),
+            "answer_error_rate": stats.get("answer_error_rate")}
 
 
 def run_label(model: str, prompt: str, mode: str | None) -> str:
@@ -159,7 +162,9 @@ def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], 
         disparity.append({**base, "group_col": col, "metric": d.get("metric"), "gap": d.get("gap"),
                           "gap_lo": lo, "gap_hi": hi, "ratio": d.get("ratio"),
                           "worst_group": d.get("worst_group"), "best_group": d.get("best_group"),
-                          "eo_gap": d.get("eo_gap"), "eo_gap_class": d.get("eo_gap_class")})
+                          "eo_gap": d.get("eo_gap"), "eo_gap_class": d.get("eo_gap_class"),
+                          **{key: d.get(key) for key in ("dp_gap", "tpr_gap", "eodds_gap")},
+                          **{key: (d.get("test") or {}).get(key) for key in ("p_value", "p_holm", "p_bh")}})
     return over, groups, disparity
 
 

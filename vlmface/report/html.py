@@ -179,7 +179,7 @@ def notes_html(warnings: list[str], skipped: list[tuple[str, str]]) -> str:
 def render_html(*, board: pd.DataFrame, refs: pd.DataFrame, runs: pd.DataFrame,
                 figures: list[tuple[str, str, str, bytes]], title: str, subtitle: str,
                 warnings: list[str], skipped: list[tuple[str, str]],
-                placements: pd.DataFrame | None = None) -> str:
+                placements: pd.DataFrame | None = None, fairness: str = "") -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_csp()}">
@@ -200,6 +200,12 @@ reasons.</p>
 {references_html(refs, board, placements)}
 <h2>Plots</h2>
 {figures_html(figures)}
+<h2>Fairness</h2><p class="muted">Per run and attribute: tests across groups with Holm and
+Benjamini-Hochberg adjusted p-values, parity / equal-opportunity / equalized-odds gaps, accuracy beside
+answered accuracy with answer-error, invalid and refusal rates, per-class rates ("n &lt; 10": too few
+faces to report), signed error, "predicted as" shares and shrunk intersection cells
+(definitions: docs/fairness.md).</p>
+{fairness}
 <h2>Runs</h2><p class="muted">Each run's manifest (run.json): model revision, prompt template hashes,
 dataset fingerprint, versions.</p>
 {manifests_html(runs)}

@@ -88,3 +88,30 @@ def percentile_ci(samples: np.ndarray, confidence: float) -> np.ndarray:
     if has.any():
         bounds[:, has] = np.nanquantile(samples[:, has], [alpha, 1 - alpha], axis=0)
     return bounds
+
+
+def wilson_ci(successes: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    """(2, groups) Wilson score interval (statsmodels' proportion_confint "wilson"); NaN at n = 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    bounds = np.full((2, n.size), np.nan)
+    has = n > 0
+    if has.any():
+        lo, hi = proportion_confint(successes[has], n[has], alpha=1 - confidence, method="wilson")
+        bounds[0, has], bounds[1, has] = lo, hi
+    return bounds
+
+
+def proportion_ci(successes: np.ndarray, n: np.ndarray, samples: np.ndarray,
+                  confidence: float) -> tuple[np.ndarray, list[str]]:
+    """(2, groups) bounds and the method per group: the percentile bootstrap, except where it
+    would collapse to a point (0 or n successes), which gets the Wilson interval instead."""
+    successes, n = np.asarray(successes), np.asarray(n)
+    bounds = percentile_ci(samples, confidence)
+    if bounds.ndim == 1:
+        bounds = bounds[:, None]
+    collapsed = (n > 0) & ((successes == 0) | (successes == n))
+    if collapsed.any():
+        bounds[:, collapsed] = wilson_ci(successes[collapsed], n[collapsed], confidence)
+    return bounds, ["wilson" if c else "bootstrap" for c in collapsed]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmface.scoring.bootstrap import percentile_ci, proportion_samples, rng_for
+from vlmface.scoring.bootstrap import percentile_ci, proportion_ci, proportion_samples, rng_for
 from vlmface.scoring.load import INVALID, OK, AttributeData
 from vlmface.scoring.outcomes import Outcomes, counts, rates, ratio
 from vlmface.scoring.settings import ScoreSettings
@@ -55,10 +55,13 @@ def status_block(table: dict[str, np.ndarray], i: int = 0) -> dict[str, Any]:
     """n counts and rates of row `i` of a counts table, as JSON values."""
     shares = rates(table)
     return {"n_total": int(table["n_total"][i]), "n_error": int(table["n_error"][i]),
+            "n_data_error": int(table["n_data_error"][i]),
+            "n_answer_error": int(table["n_answer_error"][i]),
             "n_invalid": int(table["n_invalid"][i]), "n_refused": int(table["n_refused"][i]),
-            "invalid_rate": float(shares["invalid_rate"][i]),
-            "refusal_rate": float(shares["refusal_rate"][i]),
-            "error_rate": float(shares["error_rate"][i])}
+            "n_answered": int(table["n_answered"][i]),
+            **{key: float(shares[key][i]) for key in
+               ("answered_accuracy", "answer_error_rate", "invalid_rate", "refusal_rate",
+                "error_rate")}}
 
 
 def overall_classification(data: AttributeData, out: Outcomes,
@@ -73,7 +76,8 @@ def overall_classification(data: AttributeData, out: Outcomes,
     result: dict[str, Any] = {
         "n": n,
         "accuracy": float(ratio(table["n_correct"], table["n"])[0]),
-        "accuracy_ci": percentile_ci(samples, settings.confidence)[:, 0].tolist(),
+        "accuracy_ci": proportion_ci(table["n_correct"], table["n"], samples,
+                                     settings.confidence)[0][:, 0].tolist(),
         "balanced_accuracy": _mean_or_none(scores["recall"][present]),
         "macro_f1": _mean_or_none(scores["f1"][present | (scores["predicted"] > 0)]),
     }
@@ -82,6 +86,8 @@ def overall_classification(data: AttributeData, out: Outcomes,
         result["off_by_one_accuracy"] = float(ratio(table["n_near"], table["n"])[0])
         result["off_by_one_accuracy_ci"] = percentile_ci(near, settings.confidence)[:, 0].tolist()
     result.update(status_block(table))
+    answered = proportion_samples(table["n_answered_correct"], table["n_answered"], settings.n_boot, rng)
+    result["answered_accuracy_ci"] = percentile_ci(answered, settings.confidence)[:, 0].tolist()
     result["per_class"] = {label: {name: scores[name][i].item()
                                    for name in ("precision", "recall", "f1", "support")}
                            for i, label in enumerate(data.labels)}

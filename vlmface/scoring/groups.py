@@ -1,15 +1,15 @@
-"""By-group tables and the disparity summary, for each group column and each pair.
+"""Groupings (each group column and each intersection of 2 or 3 of them) and the headline
+score per group with its disparity summary (used by `metrics.accuracy`).
 
 Names follow fairlearn's MetricFrame: `gap` is its difference() (max - min over
 groups), `ratio` its ratio() (min / max), worst/best the group_min/group_max (for
 MAE, where lower is better, worst is the highest). `std` is the population standard
-deviation across groups. `eo_gap` extends equal opportunity to multiclass: for each
-true class, max minus min recall across groups; the largest and its class are kept.
-Groups with fewer than `min_group_n` scored items are reported but flagged `small`
-and left out of gap, ratio, std and eo_gap. Rows with a null group value are left
-out of that column's table. The gap CI is a percentile bootstrap of max - min; when
-groups truly differ little that statistic is biased upward, so read a gap CI that
-sits just above 0 as "no clear gap", not as proof of one.
+deviation across groups. Groups with fewer than `min_group_n` scored items are
+reported but flagged `small` and left out of gap, ratio and std. Rows with a null
+group value are left out of that column's table. The gap CI is a percentile bootstrap
+of max - min; when groups truly differ little that statistic is biased upward, so read
+a gap CI that sits just above 0 as "no clear gap", not as proof of one.
+Intersections are built from the observed combinations only (never a dense product).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import numpy as np
 
 from vlmface.scoring.bootstrap import (mean_samples, percentile_ci, proportion_samples,
                                        rng_for, spread_samples)
-from vlmface.scoring.classification import status_block
 from vlmface.scoring.load import OK, AttributeData
 from vlmface.scoring.outcomes import Outcomes, counts, ratio
 from vlmface.scoring.settings import ScoreSettings
@@ -35,24 +34,33 @@ class Grouping:
     name: str
     codes: np.ndarray  # index into values; -1 where the value is null
     values: list[str]
+    columns: tuple[str, ...] = ()  # the group columns crossed (one for a plain column)
 
 
 def _intersection(a: Grouping, b: Grouping) -> Grouping:
+    """Sparse: only the combinations observed in the data become cells (no dense product)."""
     valid = (a.codes >= 0) & (b.codes >= 0)
-    combo = np.where(valid, a.codes * len(b.values) + b.codes, 0)
-    used = np.flatnonzero(np.bincount(combo[valid], minlength=len(a.values) * len(b.values)))
-    remap = np.full(len(a.values) * len(b.values), -1)
-    remap[used] = np.arange(used.size)
-    codes = np.where(valid, remap[combo], -1)
+    combo = a.codes[valid] * len(b.values) + b.codes[valid]  # int64: no overflow below 3e9 x 3e9
+    used, inverse = np.unique(combo, return_inverse=True)
+    codes = np.full(a.codes.size, -1, dtype=np.int64)
+    codes[valid] = inverse
     values = [a.values[i // len(b.values)] + VALUE_JOIN + b.values[i % len(b.values)]
-              for i in used]
-    return Grouping(a.name + PAIR_JOIN + b.name, codes, values)
+              for i in used.tolist()]
+    return Grouping(a.name + PAIR_JOIN + b.name, codes, values, a.columns + b.columns)
 
 
-def groupings(data: AttributeData) -> list[Grouping]:
-    singles = [Grouping(col, np.asarray(cat.codes, dtype=np.int64), list(cat.categories))
+def groupings(data: AttributeData, depth: int = 2) -> list[Grouping]:
+    """Every group column, then every intersection of 2 .. `depth` of them."""
+    singles = [Grouping(col, np.asarray(cat.codes, dtype=np.int64), list(cat.categories), (col,))
                for col, cat in data.groups.items()]
-    return singles + [_intersection(a, b) for a, b in combinations(singles, 2)]
+    found = list(singles)
+    for size in range(2, depth + 1):
+        for combo in combinations(singles, size):
+            grouping = combo[0]
+            for other in combo[1:]:
+                grouping = _intersection(grouping, other)
+            found.append(grouping)
+    return found
 
 
 @dataclass
@@ -81,25 +89,6 @@ def _mae_score(out: Outcomes, grouping: Grouping, table: dict, settings: ScoreSe
     return GroupScore("mae", table["n_answered"], point, samples, False)
 
 
-def _eo_gap(out: Outcomes, grouping: Grouping, labels: tuple[str, ...],
-            eligible: np.ndarray) -> tuple[float | None, str | None]:
-    k, n_groups = len(labels), len(grouping.values)
-    keep = out.scored & (grouping.codes >= 0)
-    index = grouping.codes[keep] * k + out.truth[keep]
-    support = np.bincount(index, minlength=n_groups * k).reshape(n_groups, k)
-    hits = np.bincount(index[out.correct[keep]], minlength=n_groups * k).reshape(n_groups, k)
-    recall = ratio(hits, support)[eligible]
-    gaps = np.full(k, -np.inf)
-    for c in range(k):
-        seen = recall[:, c][~np.isnan(recall[:, c])]
-        if seen.size >= 2:
-            gaps[c] = seen.max() - seen.min()
-    if not np.isfinite(gaps).any():
-        return None, None
-    worst = int(np.argmax(gaps))
-    return float(gaps[worst]), labels[worst]
-
-
 def _disparity(score: GroupScore, values: list[str], eligible: np.ndarray,
                settings: ScoreSettings) -> dict[str, Any]:
     result: dict[str, Any] = {"metric": score.key, "gap": None, "gap_ci": [None, None],
@@ -116,30 +105,3 @@ def _disparity(score: GroupScore, values: list[str], eligible: np.ndarray,
                   .tolist(), ratio=float(low / high) if high > 0 else None,
                   worst_group=names[worst], best_group=names[best], std=float(point.std()))
     return result
-
-
-def group_metrics(data: AttributeData, out: Outcomes, grouping: Grouping,
-                  settings: ScoreSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(by_group, disparity) of one grouping."""
-    table = counts(out, grouping.codes, len(grouping.values))
-    rng = rng_for(settings.seed, data.spec.name, grouping.name)
-    if data.spec.is_numeric:
-        score = _mae_score(out, grouping, table, settings, rng)
-    else:
-        score = _accuracy_score(table, settings, rng)
-    eligible = (score.n >= max(settings.min_group_n, 1))
-    bounds = percentile_ci(score.samples, settings.confidence)
-    by_group = {}
-    for g, value in enumerate(grouping.values):
-        row = {"n": int(table["n"][g]), score.key: float(score.point[g]),
-               score.key + "_ci": bounds[:, g].tolist(), **status_block(table, g),
-               "small": bool(not eligible[g])}
-        if data.spec.is_numeric:
-            row["cs5"] = float(ratio(table["n_correct"], table["n"])[g])
-        by_group[value] = row
-    disparity = _disparity(score, grouping.values, eligible, settings)
-    if not data.spec.is_numeric:
-        disparity["eo_gap"], disparity["eo_gap_class"] = _eo_gap(out, grouping, data.labels,
-                                                                 eligible)
-    disparity["excluded_groups"] = [v for v, e in zip(grouping.values, eligible) if not e]
-    return by_group, disparity

@@ -33,11 +33,36 @@ def _status_line(o: dict[str, Any], answered_only: bool) -> str:
         return f"{label} {count}" + (f" ({rate:.1%})" if rate is not None else "")
 
     non_answers = "excluded (answered only)" if answered_only else "scored as wrong"
+    answer_errors = o.get("n_answer_error", 0)
     line = (f"  {part('invalid', o['n_invalid'], o['invalid_rate'])}, "
-            f"{part('refused', o['n_refused'], o['refusal_rate'])}: {non_answers}")
-    if o["n_error"]:
-        line += f"; {o['n_error']} error(s) (no answer possible) left out of n"
+            f"{part('refused', o['n_refused'], o['refusal_rate'])}, "
+            f"{part('answer errors', answer_errors, o.get('answer_error_rate'))}: {non_answers}")
+    if o.get("answered_accuracy") is not None and not answered_only:
+        line += f"; answered-only {_num(o['answered_accuracy'])}"
+    data_errors = o.get("n_data_error", o["n_error"])
+    if data_errors:
+        line += f"; {data_errors} data error(s) (unreadable image) left out of n"
     return line
+
+
+def _test_part(d: dict[str, Any]) -> str:
+    test = d.get("test") or {}
+    if test.get("p_value") is None:
+        return ""
+    return f", p={test['p_value']:.2g} (Holm {test['p_holm']:.2g})" if test.get("p_holm") is not None \
+        else f", p={test['p_value']:.2g}"
+
+
+def _per_class_part(d: dict[str, Any]) -> str:
+    if "tpr_gap" not in d:
+        if d.get("aged_up_most"):
+            return f"; aged up most {d['aged_up_most']}, down most {d['aged_down_most']}"
+        return ""
+    if d["tpr_gap"] is None and d["dp_gap"] is None:
+        return f"; per-class gaps: n < {d['min_cell_n']}"
+    parts = [f"{name} {_num(d[key])} ({d[key + '_label']})" for name, key in
+             (("DP gap", "dp_gap"), ("TPR gap", "tpr_gap"), ("EOdds gap", "eodds_gap")) if d[key] is not None]
+    return "; " + ", ".join(parts)
 
 
 def _group_line(col: str, d: dict[str, Any]) -> str:
@@ -45,9 +70,8 @@ def _group_line(col: str, d: dict[str, Any]) -> str:
         return f"  {col}: fewer than 2 groups large enough to compare"
     digits = 2 if d["metric"] == "mae" else 3
     line = (f"  {col}: worst {d['worst_group']}, best {d['best_group']}, "
-            f"{d['metric']} gap {_num(d['gap'], digits)}{_ci(d['gap_ci'], digits)}")
-    if d.get("eo_gap") is not None:
-        line += f", EO gap {_num(d['eo_gap'])} ({d['eo_gap_class']})"
+            f"{d['metric']} gap {_num(d['gap'], digits)}{_ci(d['gap_ci'], digits)}{_test_part(d)}")
+    line += _per_class_part(d)
     if d["excluded_groups"]:
         line += f"; {len(d['excluded_groups'])} small group(s) left out"
     return line

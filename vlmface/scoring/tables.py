@@ -5,7 +5,10 @@ tables/<attr>__per_class    categorical/ordinal: precision, recall, f1, support 
 tables/<attr>__confusion    categorical/ordinal: truth rows x predicted columns, plus the
                             non-answer columns <invalid> and <refused>
 tables/<attr>__by_<col>     one row per group value of a group column or pair ("race5xgender")
-tables/<attr>__disparity    one row per group column or pair: gap [CI], ratio, worst/best...
+tables/<attr>__disparity    one row per group column or pair: gap [CI], ratio, worst/best,
+                            dp/tpr/eodds gaps [CI], the test with Holm/BH p-values...
+plus each metric family's tables (vlmface.scoring.metrics): __rates_by_<col> (selection
+rate, TPR, FPR per group x label, "n < 10" where left out), __predicted_as_by_<col>.
 each as .csv and .md. Names are sanitised to letters, digits, '_', '.', '-'.
 """
 
@@ -48,6 +51,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name)
 
 
+safe_name = _safe
+
+
 def _flatten(row: dict[str, Any]) -> dict[str, Any]:
     """[lo, hi] pairs become two columns; nested dicts are dropped (they get own tables)."""
     flat: dict[str, Any] = {}
@@ -74,10 +80,20 @@ def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFra
     for col, groups in metrics["by_group"].items():
         rows = [{"group": value, **_flatten(row)} for value, row in groups.items()]
         tables[f"{stem}__by_{_safe(col)}"] = pd.DataFrame(rows)
-    rows = [{"group_column": col, **_flatten(row)} for col, row in metrics["disparity"].items()]
+    rows = [{"group_column": col, **_flatten(row), **_flatten_test(row)}
+            for col, row in metrics["disparity"].items()]
     if rows:
         tables[f"{stem}__disparity"] = pd.DataFrame(rows)
+    from vlmface.scoring.metrics import REGISTRY
+
+    for family in REGISTRY.values():  # each metric family's own tables
+        tables.update(family.tables(stem, metrics))
     return tables
+
+
+def _flatten_test(row: dict[str, Any]) -> dict[str, Any]:
+    test = row.get("test") or {}
+    return {f"test_{key}": value for key, value in test.items()}
 
 
 def _markdown(title: str, frame: pd.DataFrame) -> str:
