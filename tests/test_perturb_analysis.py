@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import assert_png_plot
 from vlmface.backends.base import Answer, Backend
 from vlmface.cli import main
 from vlmface.perturb import load_perturbations, perturbations_of
@@ -119,8 +120,8 @@ def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_t
             assert row["interaction_ci_lo"] <= planted <= row["interaction_ci_hi"]
             if planted == 0 or abs(planted) >= 0.2:  # no effect, or one far larger than the noise
                 assert row["ci_excludes_zero"] == (planted != 0), (a, b, level)
-    assert (result.out / "plots" / "answer__exposure__curves.png").exists()
-    assert (result.out / "plots" / "answer__exposure__interaction.png").exists()
+    assert_png_plot(result.out / "plots" / "answer__exposure__curves.png")
+    assert_png_plot(result.out / "plots" / "answer__exposure__interaction.png")
 
 
 def test_pairing_narrows_the_drop_ci(planted_task, tmp_path):
