@@ -40,8 +40,7 @@ TARGETS: dict[str, list[str]] = {
                                "tests/test_scoring_errors.py"],
     "vlmface/parse.py": ["tests/test_parse.py", "tests/test_vocabulary_coverage.py"],
     "vlmface/perturb/stats.py": ["tests/test_perturb_analysis.py::test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws",
-                                 "tests/test_perturb_analysis.py::test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate",
-                                 "tests/test_perturb_analysis.py::test_planted_drops_and_interactions_are_recovered_within_their_cis"],
+                                 "tests/test_perturb_analysis.py::test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate"],
 }
 
 SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -107,3 +107,12 @@ def test_a_writer_opened_on_a_partial_line_cuts_it_before_appending(tmp_path):
     writer.close()
     assert [r["sample_id"] for r in read_records(path)] == ["a", "b"]
     assert path.read_text(encoding="utf-8").count("\n") == 2
+
+
+def test_lines_are_utf8_text_and_refuse_non_finite_numbers(tmp_path):
+    """A prediction line keeps non-ASCII ids as UTF-8 (not \\u escapes) and never writes NaN."""
+    line = Prediction(sample_id="sad/café.jpg", attribute="emotion", label="sad", status="ok", truth="sad",
+                      groups={"race": "Métis"}).to_json()
+    assert "café" in line and "Métis" in line and "\\u" not in line
+    with pytest.raises(ValueError):
+        Prediction(sample_id="a", attribute="age", label=float("nan"), status="ok", truth=3.0, groups={}).to_json()

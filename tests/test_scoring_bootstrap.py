@@ -9,7 +9,8 @@ from scipy import stats
 
 from vlmface.scoring.attributes import AttributeSpec
 from vlmface.scoring.bootstrap import (mean_samples, paired_difference_samples, percentile_ci,
-                                       proportion_samples, row_mean_samples, spread_samples)
+                                       proportion_ci, proportion_samples, row_mean_samples, spread_samples,
+                                       wilson_ci)
 from vlmface.scoring.load import _group_values, encode_attribute
 from vlmface.scoring.score import score_attribute
 from vlmface.scoring.settings import ScoreSettings
@@ -148,3 +149,23 @@ def test_percentile_ci_bounds_and_all_nan_columns():
     bounds = percentile_ci(samples, 0.9)
     assert bounds[:, 0] == pytest.approx([0.05, 0.95])
     assert np.isnan(bounds[:, 1]).all()
+
+
+def test_collapsed_groups_get_wilson_intervals_and_empty_groups_none():
+    """0 of 10 or 10 of 10 right: the bootstrap would be a point, so the Wilson interval
+    (statsmodels); an empty group: no interval, computed without 0/0 warnings."""
+    import warnings
+
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes, n = np.array([0, 0, 10, 6]), np.array([0, 10, 10, 10])
+    samples = proportion_samples(successes, n, 2000, np.random.default_rng(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bounds, methods = proportion_ci(successes, n, samples, 0.95)
+        empty = wilson_ci(np.array([0]), np.array([0]), 0.95)
+    assert methods == ["bootstrap", "wilson", "wilson", "bootstrap"]
+    assert np.isnan(bounds[:, 0]).all() and np.isnan(empty).all()
+    for i in (1, 2):
+        assert bounds[:, i] == pytest.approx(proportion_confint(successes[i], n[i], alpha=0.05, method="wilson"))
+    assert bounds[0, 3] < 0.6 < bounds[1, 3]
