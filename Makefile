@@ -1,4 +1,5 @@
-# vlmface: `make install`, `make eval MODEL=baseline TASK=utkface DATA_DIR=...`, `make test`.
+# vlmface: `make eval MODEL=baseline TASK=utkface DATA_DIR=...` and `make test`; each installs what it
+# needs on first use (again whenever pyproject.toml or setup.py changes).
 PYTHON ?= python3
 MODEL ?= baseline
 TASK ?= utkface
@@ -15,17 +16,25 @@ EVAL_ARGS = --task $(TASK) --model $(MODEL) --out $(OUT) \
 
 .PHONY: install eval score report test validate bench mutants
 
-# torch and torchvision in one call first, so pip picks a matching pair (and, on machines with
-# local builds pinned by a pip constraint, those builds) before the project's extras need them.
-TORCH ?= torch torchvision
-install:
+# torch and torchvision in one call first, pinned to the builds this project is tested with (as
+# .ci/run does), so pip picks a matching pair before the project's extras need them. Override with
+# TORCH="torch torchvision" (or your platform's builds); pyproject.toml does not pin torch.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+INSTALLED = .make/installed
+
+$(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -e ".[all]"
+	@mkdir -p $(dir $@) && touch $@
 
-eval:
+install: $(INSTALLED)
+
+eval: $(INSTALLED)
 	$(PYTHON) -m vlmface.cli eval $(EVAL_ARGS)
 
 score:
+	@test -n "$(RUN)" || { echo "make score needs RUN=RUN_DIR, a run directory holding predictions.jsonl" \
+		"(e.g. make score RUN=results/utkface/baseline/none)"; exit 2; }
 	$(PYTHON) -m vlmface.cli score $(RUN)
 
 REPORT_OUT ?=
@@ -35,7 +44,10 @@ report:
 validate:
 	$(PYTHON) -m vlmface.cli validate
 
-test:
+CHROMIUM := $(firstword $(shell command -v chromium chromium-browser google-chrome 2>/dev/null))
+test: $(INSTALLED)
+	@$(if $(CHROMIUM),true,echo "note: chromium not found, so the HTML report's browser tests are skipped;" \
+		"install it to run them (Debian/Ubuntu: sudo apt-get install -y chromium)")
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q
 
 bench:

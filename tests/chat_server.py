@@ -10,7 +10,8 @@ behaviour, or is a function (number, body) -> behaviour | None. Behaviours:
   ok, 429 (with Retry-After), 500, hang (no answer for `hang_seconds`, then hang up), malformed (a 200 whose
   JSON is cut off), empty (a 200 with no choices and no usage), content_filter, policy (400 naming the content
   policy), echo_key (400 that echoes the Authorization header back), refuse (a polite refusal
-  text), 401.
+  text), 401, no_logprobs (ignore a request's `logprobs`). A request with `logprobs: true` gets
+  `top_logprobs` of its first token (see `first_token_logprobs`).
 Bounded: every wait ends at `close()`, and the server only listens on the loopback interface.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -59,8 +61,28 @@ def answer_for(prompt: str, image_url: str) -> str:
     return "I do not know."
 
 
-def _completion(text: str | None, prompt: str, finish_reason: str = "stop", choices: bool = True) -> dict:
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+def first_token_logprobs(prompt: str, image_url: str, top: int) -> list[tuple[str, float]]:
+    """What the server returns as top_logprobs of its first answer token: the first word of
+    every listed option (a one-word option is one token), plus filler tokens, with
+    log-probabilities that depend on the image (a known function, for the tests)."""
+    h = int(hashlib.sha256(image_url.encode()).hexdigest()[:12], 16)
+    words = list(dict.fromkeys(o.split()[0] for o in _options(prompt))) + ["The", "I"]
+    weights = [1.0 + (h >> (3 * k)) % 8 for k in range(len(words))]
+    total = sum(weights) + 2.0  # the rest of the vocabulary
+    ranked = sorted(((w, math.log(v / total)) for w, v in zip(words, weights)), key=lambda x: -x[1])
+    return ranked[:top]
+
+
+def _logprobs(prompt: str, image_url: str, top: int) -> dict:
+    ranked = first_token_logprobs(prompt, image_url, top)
+    return {"content": [{"token": ranked[0][0], "logprob": ranked[0][1], "bytes": None,
+                         "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in ranked]}]}
+
+
+def _completion(text: str | None, prompt: str, finish_reason: str = "stop", choices: bool = True,
+                logprobs: dict | None = None) -> dict:
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason,
+              "logprobs": logprobs}
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": MODEL_NAME,
             "choices": [choice] if choices else [],
             "usage": {"prompt_tokens": 85 + len(prompt) // 4, "completion_tokens": 1 + len(text or "") // 4,
@@ -146,7 +168,11 @@ class ChatServer:
         answer = {"refuse": "I'm sorry, but I can't help with identifying people in images.",
                   "content_filter": None}.get(behaviour, answer_for(prompt, image_url))
         finish = "content_filter" if behaviour == "content_filter" else "stop"
-        payload = _completion(answer, prompt, finish, choices=behaviour != "empty")
+        logprobs = None
+        if body.get("logprobs") and behaviour != "no_logprobs":
+            logprobs = _logprobs(prompt, image_url, int(body.get("top_logprobs") or 1))
+            answer = logprobs["content"][0]["token"]
+        payload = _completion(answer, prompt, finish, choices=behaviour != "empty", logprobs=logprobs)
         if behaviour == "empty":
             del payload["usage"]
         return 200, {}, json.dumps(payload).encode()

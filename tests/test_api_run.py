@@ -81,6 +81,7 @@ def test_every_sample_answered_or_error_without_duplicates(served_run):
     assert statuses["ok"] > 900 and statuses["error"] > 0 and statuses["refused"] >= 3
     errors = [r for r in records if r["status"] == "error"]
     assert all("HTTP" in r["raw"] for r in errors)
+    assert all(r["error_kind"] == "answer" for r in errors)  # an API failure is the system's, not the data's
     gave_up = [r for r in errors if "gave up after 3 attempts" in r["raw"]]
     assert len(gave_up) >= len(errors) - 1  # all but the echo_key 400, which is not retried
     manifest = served_run["manifest"]

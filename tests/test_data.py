@@ -167,3 +167,8 @@ def test_corrupt_truncated_and_empty_images_are_sample_errors():
         decode_image(good[: len(good) // 2], "half.jpg")
     with pytest.raises(SampleError, match="empty"):
         decode_image(b"", "empty.jpg")
+
+
+def test_a_data_dir_one_level_too_high_names_the_folder_to_pass(fer_dir):
+    with pytest.raises(DataError, match=r"one level down: --data-dir .*fer2013/PrivateTest\?"):
+        load_samples(load_task("fer2013"), data_dir=fer_dir.parent)

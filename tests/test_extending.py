@@ -53,7 +53,8 @@ def test_the_prompt_and_backend_examples_answer_through_the_interpretation_step(
     records = read_records(result.run_dir / "predictions.jsonl")
     by_attribute = {r["attribute"]: r for r in records}
     assert (by_attribute["gender"]["raw"], by_attribute["gender"]["label"]) == ("male", "Male")
-    assert (by_attribute["age"]["label"], by_attribute["age3"]["label"]) == (30.0, "child")  # "about 30"; the first option
+    # "about 30" for age; the first printed option for age3
+    assert (by_attribute["age"]["label"], by_attribute["age3"]["label"]) == (30.0, "child")
     sys.modules.pop("my_backends", None)
 
 

@@ -177,7 +177,8 @@ def test_choice_score_mean_divides_by_token_count(tiny_dirs, faces):
     backend = _backend(tiny_dirs["llava"], mode="choice", choice_score="mean")
     query = _queries(faces)[0]
     answer = answered(backend, [query])[0]
-    lengths = [len(c) for c in backend.continuations(query.question)]
+    lengths = [answer.extra["n_tokens"][label] for label in query.question.labels]
+    assert lengths == [len(c) for c in backend.continuations(query.question)]
     assert len(set(lengths)) > 1  # "Latino or Hispanic" is longer than "White"
     scores = [answer.extra["loglik"][label] / n for label, n in zip(query.question.labels, lengths)]
     top = max(scores)

@@ -151,6 +151,7 @@ def test_robustness_command_recreates_the_tables_from_predictions_alone(planted_
 
 def test_a_perturbed_run_without_its_clean_run_is_refused(planted_task, tmp_path):
     runs = _sweep(planted_task, tmp_path / "out")
+    runs[0].run_dir.rename(tmp_path / "clean_moved_away")  # beside them, it would be found
     with pytest.raises(Exception, match="no clean run.*pass its clean run directory too"):
         robustness([runs[1].run_dir, runs[2].run_dir])
 

@@ -192,3 +192,16 @@ def test_one_model_for_the_sweep_but_counters_are_split_per_run(utkface_dir, tmp
     runs = evaluate_perturbed(config, [None, *perturbations_of(load_perturbations("geometry"), ["rotation"])])
     summaries = [json.loads((r.run_dir / "run.json").read_text())["backend_summary"] for r in runs]
     assert summaries == [{"images": 12, "engine_note": "counting"}] * 5
+
+
+def test_robustness_accepts_the_clean_run_a_perturbed_run_or_their_parent(sweep, tmp_path):
+    from vlmface.perturb.analysis import robustness
+
+    clean = sweep["clean"]
+    tables = []
+    for i, path in enumerate([clean, clean.parent / "none__perturb-blur-3", clean.parent]):
+        [result] = robustness([path], tmp_path / str(i), n_boot=50, plots=False)
+        assert result.sweep.clean == clean and len(result.sweep.perturbed) == 3
+        tables.append(pd.read_csv(tmp_path / str(i) / "levels.csv"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -153,23 +154,39 @@ def test_the_cli_writes_the_contract_tables_for_several_models(tiny, utkface_dir
     out = tmp_path / "out"
     args = parser.parse_args(["probe", "--probe", "social-perception", "--task", "utkface", "--data-dir",
                               str(utkface_dir), "--models", ",".join(models), "--limit", "40", "--seed", "1",
-                              "--n-boot", "50", "--device", "cpu", "--out", str(out)])
+                              "--n-boot", "50", "--device", "cpu", "--out", str(out), "--names", "oc,hf-clip",
+                              "--preset", "paper", "--contrast", "race5=Asian,White"])
     assert args.handler(args) == 0
     deltas = pd.read_csv(out / "deltas.csv", keep_default_na=False)
     assert list(deltas.columns) == DELTAS_COLUMNS
-    assert list(dict.fromkeys(deltas["model"])) == models  # the strings the user passed
+    assert list(dict.fromkeys(deltas["model"])) == ["oc", "hf-clip"]  # --names, in every table
+    manifest = json.loads((out / "probe.json").read_text())
+    assert [(m["name"], m["model"]) for m in manifest["models"]] == list(zip(["oc", "hf-clip"], models))
+    assert manifest["preset"] == "paper" and manifest["spec"]["preset"] == "paper"
+    assert manifest["settings"]["ranking"]["score"] == "raw" and manifest["contrasts"] == {"race5": ["Asian", "White"]}
+    chosen = pd.read_csv(out / "gap_groups.csv")
+    race = chosen[chosen["group_col"] == "race5"]
+    assert (race["high_group"] == "Asian").all() and (race["low_group"] == "White").all()
+    ranked = pd.read_csv(out / "ranking.csv", keep_default_na=False)
+    assert set(ranked.loc[ranked["group_col"] == "race5", "group"]) <= {"Asian", "Black", "White", ""}
     assert set(deltas[deltas["group_col"] == "all"]["group"]) == {"all"}
     assert (deltas[deltas["group_col"] == "all"]["n"] == 40).all()
     samples = pd.read_csv(out / "samples.csv")
     assert len(samples) == 40 and samples["sample_id"].is_unique
-    assert set(samples.columns) == {"sample_id", "race5", "gender", "age5"}
+    assert set(samples.columns) == {"sample_id", "race5", "gender", "age5", "pixel_sha256"}
+    assert samples["pixel_sha256"].str.fullmatch("[0-9a-f]{64}").all()
     for name in ("markedness", "ranking", "intersections", "extremes", "factor_effects", "factor_tests",
-                 "factor_pairs", "comparison", "agreement"):
+                 "factor_pairs", "comparison", "rank_agreement", "model_differences", "gap_differences",
+                 "side_by_side"):
         table = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
-        assert len(table) > 0 and len(table.columns) > 1, name
+        assert len(table.columns) > 1, name  # a real table, not an empty file
+        if name in ("markedness", "ranking", "factor_effects"):
+            assert len(table) > 0, name
     assert len(list((out / "models").glob("*.csv"))) == 2 and len(list((out / "models").glob("*.md"))) == 2
-    agreement = pd.read_csv(out / "agreement.csv")
-    assert set(agreement["measure"]) >= {"warmth", "competence"} and agreement["spearman"].between(-1, 1).all()
+    agreement = pd.read_csv(out / "rank_agreement.csv")
+    assert set(agreement["dimension"]) >= {"warmth", "competence"}
+    assert agreement.loc[agreement["n_groups"] >= 3, "kendall_tau"].between(-1, 1).all()
+    assert agreement.loc[agreement["n_groups"] == 2, "kendall_tau"].isna().all()  # gender: no rank correlation
     assert (out / "plots" / "warmth_competence.png").is_file() and (out / "plots" / "factor_effects.png").is_file()
 
 

@@ -17,6 +17,7 @@ from vlmface.probes import denigration as dn
 from vlmface.probes import factors as fx
 from vlmface.probes import measures as ms
 from vlmface.probes import social
+from vlmface.probes.resample import mean_samples
 from vlmface.probes.spec import DatasetSettings, DenigrationSpec, SocialPerceptionSpec, load_probe_file
 from vlmface.tasks import TaskSpec
 
@@ -143,7 +144,7 @@ def test_the_bootstrap_is_seeded_and_paired_across_models(world):
 def test_resampled_means_match_a_direct_index_bootstrap_in_distribution():
     rng = np.random.default_rng(3)
     values = rng.normal(size=(50, 2)) + [0.0, 10.0]
-    draws = ms.resampled_means(values, 4000, np.random.default_rng(0))
+    draws = mean_samples(values, 4000, np.random.default_rng(0))
     assert draws.mean(axis=0) == pytest.approx(values.mean(axis=0), abs=0.02)
     assert draws.std(axis=0) == pytest.approx(values.std(axis=0) / np.sqrt(50), rel=0.08)
     mean, lo, hi = ms.mean_ci(np.ones((7, 3)), 100, np.random.default_rng(0))

@@ -64,7 +64,8 @@ def test_fairness_section_shows_tests_with_adjusted_p_values(report, page):
 
 def test_small_cells_read_n_lt_10_and_signed_age_error_is_shown(page):
     assert "n &lt; 10" in page
-    age = page.split('class="fairness" data-run="utkface/paligemma-pt/aldahoul_paligemma" data-attribute="age"')[1].split("</details>")[0]
+    run = 'class="fairness" data-run="utkface/paligemma-pt/aldahoul_paligemma"'
+    age = page.split(f'{run} data-attribute="age"')[1].split("</details>")[0]
     assert "mean error (years)" in age and ("aged up" in age or "aged down" in age or "no clear bias" in age)
     assert "misclassified_rate" in page or "predicted as by race" in page
 

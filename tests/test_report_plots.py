@@ -39,6 +39,15 @@ def test_group_scores_bars_and_whiskers(collection):
     assert len(fig.axes[0].get_lines()) + len(fig.axes[0].collections) > 0  # CI whiskers drawn
 
 
+def test_group_scores_of_two_runs_with_one_label_draw_both(collection):
+    """Same model and prompt at another limit (README quickstart beside a merged shard run)."""
+    groups = collection.groups
+    gender = groups[(groups["attribute"] == "gender") & (groups["group_col"] == "race")]
+    same_label = gender.assign(label=gender["label"].iloc[0])
+    bars = _bars(plot_group_scores(same_label))
+    assert len(bars) == 2 and all(len(b) == same_label["group"].nunique() for b in bars)
+
+
 def test_group_scores_numeric_in_years(collection):
     groups = collection.groups
     age = groups[(groups["attribute"] == "age") & (groups["group_col"] == "race")]
@@ -89,7 +98,9 @@ def test_save_figure_writes_png_and_svg(tmp_path, collection):
 def test_warmth_competence_by_group():
     deltas = deltas_frame(models=("m1", "m2"))
     fig = plot_warmth_competence(deltas)
-    assert len(fig.axes) == 3  # one panel per group column
+    assert len(fig.axes) == 2 * 3  # one panel per model x group column, on shared axes
+    assert len({ax.get_xlim() for ax in fig.axes}) == 1 and len({ax.get_ylim() for ax in fig.axes}) == 1
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["m1 · by race", "m2 · by race"]
     race = fig.axes[0]
     means = deltas[(deltas["term"] == "") & (deltas["group_col"] == "race")]
     point = means[(means["model"] == "m1") & (means["group"] == "Black")].set_index("dimension")["delta_cos"]
@@ -132,3 +143,28 @@ def test_plan_covers_every_plot_kind(tmp_path):
     assert sum(s.startswith("confusion") for s in stems) == 3  # age is numeric: no confusion
     assert [p.section for p in plots][-1] == "social perception · probe/clip"
     assert all(isinstance(p.draw(), Figure) for p in plots if p.stem.startswith("refusals"))
+
+
+def test_a_probe_of_several_models_gets_the_comparison_figures(tmp_path):
+    from vlmface.probes import compare as cmp
+
+    results = tmp_path / "results"
+    folder = results / "probe" / "two"
+    folder.mkdir(parents=True)
+    deltas = deltas_frame(models=("m1", "m2"))
+    deltas.to_csv(folder / "deltas.csv", index=False)
+    means = deltas[deltas["term"] == ""]
+    wide = means.pivot_table(index=["dimension", "group_col", "group"], columns="model", values="delta_cos", sort=False)
+    rows = [{"dimension": d, "group_col": c, "group": g, "model_a": "m1", "model_b": "m2", "n": 10,
+             "diff": r["m2"] - r["m1"], "ci_lo": r["m2"] - r["m1"] - 0.5, "ci_hi": r["m2"] - r["m1"] + 0.5,
+             "p_value": 0.01, "p_holm": 0.04} for (d, c, g), r in wide.iterrows()]
+    pd.DataFrame(rows, columns=cmp.DIFFERENCE_COLUMNS).to_csv(folder / "model_differences.csv", index=False)
+    plots = plan(collect_runs(results))
+    stems = {p.stem.split("__")[0]: p for p in plots}
+    assert {"warmth_competence", "factor_effects", "model_differences", "model_heatmap"} <= set(stems)
+    forest = stems["model_differences"].draw()
+    panels = [ax for ax in forest.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(dict.fromkeys(means["dimension"]))
+    heatmap = stems["model_heatmap"].draw()
+    image = heatmap.axes[0].get_images()[0].get_array()
+    assert image.shape == (2, means[means["group_col"] != "all"].drop_duplicates(["group_col", "group"]).shape[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,3 +201,20 @@ def test_evaluate_takes_explicit_parameters_and_refuses_unknown_ones(tmp_path, u
     result = vlmface.evaluate("utkface", "baseline", limit=4, data_dir=utkface_dir, out=tmp_path,
                               attributes=["gender"], backend_options={"device": "cpu"}, progress=False, score=False)
     assert result.predictions_path.exists()
+
+
+def test_resume_says_how_many_faces_were_done(killed_and_resumed):
+    _, lines_at_kill, output = killed_and_resumed
+    [(done, total)] = re.findall(r"resuming: (\d+) of (\d+) faces done", output)
+    assert total == "500" and abs(int(done) - lines_at_kill / len(ATTRIBUTES)) <= 8
+
+
+def test_progress_label_names_the_perturbation_and_level():
+    from types import SimpleNamespace
+
+    from vlmface.runner import _progress_label
+
+    run = SimpleNamespace(task=SimpleNamespace(name="utkface"), entry=SimpleNamespace(name="baseline"),
+                          perturbation=SimpleNamespace(name="blur", level=4.0))
+    assert _progress_label(run) == "utkface/baseline blur=4"
+    assert _progress_label(SimpleNamespace(**{**vars(run), "perturbation": None})) == "utkface/baseline"

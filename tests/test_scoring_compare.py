@@ -74,3 +74,84 @@ def test_different_truths_for_the_same_sample_is_an_error(tmp_path):
     (b / "predictions.jsonl").write_text(text)
     with pytest.raises(PredictionsError, match=r"sample 's0'.*disagree on the truth"):
         compare_runs(a, b)
+
+
+# ----- 2+ runs: compare_many and `vlmface compare RUN...` ------------------------------------
+
+def _three_runs(tmp_path):
+    """Same 8 samples (race A/B, gender F/M). R1 and R2 differ on s1 (race A) and s6 (race B);
+    R3 refuses s0. R1 and R2 saved probabilities; R3 did not."""
+    truth = ["happy"] * 8
+    races = ["A", "A", "A", "A", "B", "B", "B", "B"]
+    genders = ["F", "M"] * 4
+    answers = {"r1": ["happy", "happy", "sad", "happy", "happy", "sad", "happy", "happy"],
+               "r2": ["happy", "sad", "sad", "happy", "happy", "sad", "sad", "happy"],
+               "r3": [None, "happy", "sad", "happy", "happy", "sad", "happy", "happy"]}
+    meta = {"r1": ("hf", "choice", "float32", 0.5), "r2": ("vllm", "choice", "float32", 0.01),
+            "r3": ("vllm", "constrained", "bfloat16", 0.02)}
+    dirs = []
+    for name, labels in answers.items():
+        records = []
+        for i, label in enumerate(labels):
+            rec = record(f"s{i}", "emotion", label, truth[i], "ok" if label else "refused",
+                         race=races[i], gender=genders[i])
+            if name != "r3":
+                p_happy = 0.9 if label == "happy" else 0.2
+                rec["probs"] = {"happy": p_happy + (0.05 if name == "r2" and i == 0 else 0.0),
+                                "sad": 1 - p_happy - (0.05 if name == "r2" and i == 0 else 0.0)}
+            records.append(rec)
+        backend, mode, dtype, speed = meta[name]
+        run = run_json(labels=LABELS) | {"model": f"m-{name}", "timings": {"seconds_per_sample": speed},
+                                         "model_identity": {"backend": backend, "mode": mode, "dtype": dtype,
+                                                            "choice_score": "sum" if mode == "choice" else None}}
+        dirs.append(write_run(tmp_path / name, records, run))
+    return dirs
+
+
+def test_compare_many_pairs_agreement_flips_by_group_and_prob_diffs(tmp_path):
+    from vlmface.scoring.compare import compare_many
+    from vlmface.scoring.compare_tables import format_many
+
+    result = compare_many(_three_runs(tmp_path), n_boot=200)
+    assert [p["run_a"][-2:] + p["run_b"][-2:] for p in result["pairs"]] == ["r1r2", "r1r3", "r2r3"]
+    r12 = result["pairs"][0]["attributes"]["emotion"]
+    assert (r12["agreement"], r12["n_flips"]) == (0.75, 2)
+    assert r12["flips_by_group"]["race"] == {"A": {"n": 4, "flip_rate": 0.25}, "B": {"n": 4, "flip_rate": 0.25}}
+    assert r12["flips_by_group"]["gender"] == {"F": {"n": 4, "flip_rate": 0.25},  # s6
+                                               "M": {"n": 4, "flip_rate": 0.25}}  # s1
+    # |dp|: s1 and s6 differ by 0.7 on both labels, s0 by 0.05 on both
+    assert r12["prob_diff"]["max"] == pytest.approx(0.7)
+    assert r12["prob_diff"]["mean"] == pytest.approx((0.7 * 4 + 0.05 * 2) / 16)
+    r13 = result["pairs"][1]["attributes"]["emotion"]
+    assert r13["flip_rate"] == 0.125 and r13["prob_diff"] is None  # a refusal differs from an answer
+    assert (r13["accuracy_a"], r13["accuracy_b"]) == (0.75, 0.625)
+    rows = result["runs"]
+    assert [(r["backend"], r["mode"], r["dtype"]) for r in rows] == [
+        ("hf", "choice", "float32"), ("vllm", "choice", "float32"), ("vllm", "constrained", "bfloat16")]
+    assert rows[1]["seconds_per_sample"] == 0.01 and rows[0]["score"]["emotion"] == 0.75
+    text = format_many(result)
+    assert "| R1 vs R2 | 8 | 0.750 |" in text and "flip rate by race" in text and "| R1 | m-r1 | hf | choice |" in text
+
+
+def test_compare_many_refuses_runs_on_different_samples_saying_how_many(tmp_path):
+    from vlmface.scoring.compare import compare_many
+
+    right = np.ones(10, dtype=bool)
+    a = run_with(tmp_path, "a", right)
+    b = run_with(tmp_path, "b", right, ids=[f"s{i}" for i in range(3, 13)])
+    with pytest.raises(PredictionsError, match="3 .*only in the first, 3 only in the second \\(7 shared\\)"):
+        compare_many([a, b])
+    assert compare_many([a, b], shared_only=True, n_boot=50)["pairs"][0]["attributes"]["emotion"]["n_paired"] == 7
+    with pytest.raises(PredictionsError, match="at least two"):
+        compare_many([a])
+
+
+def test_compare_cli_takes_three_runs(tmp_path, capsys):
+    from vlmface.cli import main
+
+    dirs = _three_runs(tmp_path)
+    assert main(["compare", *map(str, dirs), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" vs R") == 3 * 3  # 3 pairs in the pairwise and the two flip tables
+    assert main(["compare", str(dirs[0]), str(dirs[1]), "--json", "--n-boot", "50"]) == 0
+    assert '"agreement": 0.75' in capsys.readouterr().out

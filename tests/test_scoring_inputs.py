@@ -110,3 +110,19 @@ def test_three_way_intersections_on_request(tmp_path):
     assert sum(row["n"] for row in cells.values()) == 80
     assert all(value.count(" x ") == 2 for value in cells)
     assert json.loads((run / "metrics.json").read_text())["scoring"]["intersections"] == 3
+
+
+def test_score_cli_options_reach_the_scorer(tmp_path, capsys):
+    run = write_run(tmp_path, _records(80, gender=["FM"[(i // 2) % 2] for i in range(80)]),
+                    run_json(labels=LABELS, group_columns=("race", "gender")))
+    assert main(["score", str(run), "--n-boot", "20", "--min-cell-n", "5", "--reference-group", "race=A",
+                 "--min-group-n", "10"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["scoring"]["min_cell_n"] == 5 and metrics["scoring"]["reference_group"] == ["race", "A"]
+    reference = metrics["attributes"]["emotion"]["disparity"]["race"]["reference"]
+    assert reference["group"] == "A" and set(reference["groups"]) == {"B"}
+    assert main(["score", str(run), "--reference-group", "race=Z"]) != 0
+    assert "'race' has no group 'Z'; its groups are A, B" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["score", str(run), "--reference-group", "race"])
+    assert "expected COLUMN=GROUP" in capsys.readouterr().err

@@ -6,6 +6,7 @@ sampling parameters and the engine arguments, and answers like a real engine wou
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import types
@@ -22,6 +23,7 @@ from PIL import Image  # noqa: E402
 
 import tiny_vlms  # noqa: E402
 from vlmface.backends.base import Query, Question  # noqa: E402
+from vlmface.backends.choice import label_token_ids  # noqa: E402
 from vlmface.errors import BackendError  # noqa: E402
 from vlmface.interpret import answered  # noqa: E402
 from vlmface.registry import ModelEntry  # noqa: E402
@@ -29,6 +31,14 @@ from vlmface.registry import ModelEntry  # noqa: E402
 RACE = Question("race", "categorical", ("White", "Black", "Latino_Hispanic"),
                 display={"Latino_Hispanic": "Latino or Hispanic"})
 AGE = Question("age", "numeric", ())
+
+
+EXPANSION = 576
+IMAGE_TOKEN: int | None = None  # set from the tiny LLaVA's config
+
+
+def fake_logprob(token: int, position: int) -> float:
+    return -((token % 7) + (position % 3)) / 10
 
 
 class FakeParams:
@@ -46,10 +56,25 @@ class FakeLLM:
 
     def generate(self, requests, sampling_params=None, use_tqdm=True):
         self.calls.append((list(requests), list(sampling_params)))
-        if self.fail_on and any(self.fail_on in r["prompt"] for r in requests):
+        if self.fail_on and any(self.fail_on in r.get("prompt", "") for r in requests):
             raise ValueError("prompt too long")
+        if any(getattr(p, "prompt_logprobs", None) is not None for p in sampling_params):
+            return [self._scored(r) for r in requests]
         return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=self._reply(r, p), finish_reason="stop")])
                 for r, p in zip(requests, sampling_params)]
+
+    @staticmethod
+    def _scored(request):
+        """Like vLLM with prompt_logprobs=0: the image placeholder expanded (576 image tokens
+        here), a None for the first position, then {token: Logprob} for every position; the
+        log-probability of token t at position i is -(t % 7 + i % 3) / 10, a known function."""
+        ids = []
+        for token in request["prompt_token_ids"]:
+            ids += [token] * (EXPANSION if token == IMAGE_TOKEN else 1)
+        logprobs = [None] + [{t: types.SimpleNamespace(logprob=fake_logprob(t, i), rank=1)}
+                             for i, t in enumerate(ids) if i > 0]
+        return types.SimpleNamespace(prompt_token_ids=ids, prompt_logprobs=logprobs,
+                                     outputs=[types.SimpleNamespace(text="", finish_reason="length")])
 
     @staticmethod
     def _reply(request, params):
@@ -113,14 +138,78 @@ def test_generate_mode_answers_go_through_the_parser(fake_vllm, llava_dir, face)
     assert (answers[1].status, answers[1].label) == ("ok", 32.0)
 
 
-def test_choice_mode_restricts_decoding_to_the_labels(fake_vllm, llava_dir, face):
-    backend = _backend(llava_dir, mode="choice")
+def test_constrained_mode_restricts_decoding_to_the_labels(fake_vllm, llava_dir, face):
+    backend = _backend(llava_dir, mode="constrained")
     answers = answered(backend, [Query("a", face, RACE, prompt="Race?")])
     params = FakeLLM.instances[0].calls[0][1][0]
     assert params.structured_outputs.choice == ["White", "Black", "Latino or Hispanic"]
     assert (answers[0].status, answers[0].label) == ("ok", "Latino_Hispanic")
     assert "numeric" in backend.unsupported_reason(AGE)
     assert backend.answer([Query("b", face, AGE, prompt="How old?")])[0].status == "error"
+
+
+def _expected_probs(backend, query, rule):
+    """Independently of vllm_choice: expand the image, find each label at the end, sum or average."""
+    tokenizer = backend.tokenizer
+    prompt = tokenizer(backend.prompts.format(query), add_special_tokens=True)["input_ids"]
+    image = tokenizer.convert_tokens_to_ids("<image>")
+    expanded = sum(([t] * (EXPANSION if t == image else 1) for t in prompt), [])
+    scores = []
+    for name in query.question.choices:
+        label = tokenizer(name, add_special_tokens=False)["input_ids"]
+        values = [fake_logprob(t, len(expanded) + k) for k, t in enumerate(label)]
+        scores.append(sum(values) / (len(values) if rule == "mean" else 1))
+    weights = [math.exp(v - max(scores)) for v in scores]
+    return {label: w / sum(weights) for label, w in zip(query.question.labels, weights)}
+
+
+@pytest.mark.parametrize("rule", ["sum", "mean"])
+def test_choice_mode_scores_every_label_with_prompt_logprobs(fake_vllm, llava_dir, face, rule):
+    global IMAGE_TOKEN
+    backend = _backend(llava_dir, mode="choice", choice_score=rule)
+    IMAGE_TOKEN = backend.tokenizer.convert_tokens_to_ids("<image>")
+    queries = [Query("a", face, RACE, prompt="Race?"), Query("b", face, RACE, prompt="Which race is shown?")]
+    answers = answered(backend, queries)
+    llm = FakeLLM.instances[0]
+    assert llm.kwargs["enable_prefix_caching"] is True and len(llm.calls) == 1
+    requests, params = llm.calls[0]
+    assert len(requests) == 6  # 2 queries x 3 labels, one engine call
+    assert all((p.max_tokens, p.prompt_logprobs, p.temperature) == (1, 0, 0.0) for p in params)
+    prompt = backend.tokenizer(backend.prompts.format(queries[0]))["input_ids"]
+    labels = backend.tokenizer(RACE.choices, add_special_tokens=False)["input_ids"]
+    assert [r["prompt_token_ids"] for r in requests[:3]] == [prompt + label for label in labels]
+    assert all(r["multi_modal_data"]["image"] is face for r in requests)
+    for query, answer in zip(queries, answers):
+        expected = _expected_probs(backend, query, rule)
+        assert answer.status == "ok" and answer.label == max(expected, key=expected.get)
+        assert answer.probs == pytest.approx(expected, abs=1e-12)
+        assert answer.extra["choice_score"] == rule
+    assert backend.identity()["choice_score"] == rule and backend.identity()["mode"] == "choice"
+
+
+def test_choice_labels_are_the_tokens_the_hf_backend_scores(fake_vllm, llava_dir):
+    from vlmface.backends.hf import HFBackend
+
+    vllm_backend = _backend(llava_dir, mode="choice", choice_prefix=" ")
+    hf = HFBackend(ModelEntry(name="tiny", backend="hf", weights=str(llava_dir)),
+                   {"device": "cpu", "mode": "choice", "choice_prefix": " "})
+    assert hf.continuations(RACE) == label_token_ids(vllm_backend.tokenizer, RACE.choices, " ")
+
+
+def test_choice_mode_reports_a_missing_logprob_per_query(fake_vllm, llava_dir, face, monkeypatch):
+    backend = _backend(llava_dir, mode="choice")
+    monkeypatch.setattr(FakeLLM, "_scored", staticmethod(lambda request: types.SimpleNamespace(
+        prompt_token_ids=request["prompt_token_ids"], prompt_logprobs=None, outputs=[])))
+    answers = answered(backend, [Query("a", face, RACE, prompt="Race?"), Query("b", face, AGE, prompt="Age?")])
+    assert [a.status for a in answers] == ["error", "error"]
+    assert "no prompt_logprobs" in answers[0].raw and "numeric" in answers[1].raw
+
+
+def test_unknown_choice_score_and_mode_are_refused(fake_vllm, llava_dir):
+    with pytest.raises(BackendError, match="choice_score='median'.*sum, mean"):
+        _backend(llava_dir, mode="choice", choice_score="median")
+    with pytest.raises(BackendError, match="unknown mode 'vote'"):
+        _backend(llava_dir, mode="vote")
 
 
 def test_engine_arguments_come_from_options(fake_vllm, llava_dir):
@@ -153,3 +242,28 @@ def test_missing_vllm_says_how_to_install(monkeypatch, llava_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(BackendError, match="pip install"):
         _backend(llava_dir)
+
+
+def test_constrained_and_choice_runs_have_different_identities_and_directories(fake_vllm, llava_dir,
+                                                                                utkface_dir, tmp_path):
+    import json
+
+    from vlmface.runner import EvalConfig, evaluate
+
+    global IMAGE_TOKEN
+    IMAGE_TOKEN = _backend(llava_dir).tokenizer.convert_tokens_to_ids("<image>")
+    runs = {}
+    for mode, options in [("constrained", {}), ("choice", {}), ("choice_sum", {"choice_score": "sum"}),
+                          ("choice_mean", {"choice_score": "mean"})]:
+        result = evaluate(EvalConfig(task="utkface", model=f"vllm:{llava_dir}", data_dir=utkface_dir, limit=4,
+                                     attributes=["gender"], out=tmp_path, score=False, progress=False,
+                                     options={"mode": mode.split("_")[0], **options}))
+        runs[mode] = (result.run_dir, json.loads((result.run_dir / "run.json").read_text())["identity"])
+    assert runs["constrained"][0] != runs["choice"][0]
+    assert runs["constrained"][1] != runs["choice"][1]
+    assert runs["choice"][1]["options"]["mode"] == "choice" and runs["choice"][1]["options"]["choice_score"] == "sum"
+    assert runs["constrained"][1]["options"]["mode"] == "constrained"
+    assert runs["choice_sum"] == runs["choice"]  # the default rule, said or not, is the same run
+    assert runs["choice_mean"][0] != runs["choice"][0] and "choice_score-mean" in runs["choice_mean"][0].name
+    records = [json.loads(line) for line in (runs["choice"][0] / "predictions.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" and set(r["probs"]) == {"Male", "Female"} for r in records)

@@ -34,6 +34,7 @@ import json, sys
 from PIL import Image
 from vlmface.backends.base import Query, Question
 from vlmface.backends.vllm import VLLMBackend
+from vlmface.interpret import answered
 from vlmface.registry import ModelEntry
 
 if __name__ == "__main__":  # the engine runs in a child process
@@ -45,19 +46,20 @@ if __name__ == "__main__":  # the engine runs in a child process
                      Question(q["attribute"], "categorical", tuple(q["labels"]), q["display"]), prompt=q["prompt"])
                for q in spec["queries"]]
     out = {}
-    for mode in ("generate", "choice"):
+    for mode in ("generate", "constrained"):
         backend.mode = mode
-        out[mode] = [{"status": a.status, "label": a.label, "raw": a.raw} for a in backend.answer(queries)]
+        out[mode] = [{"status": a.status, "label": a.label, "raw": a.raw} for a in answered(backend, queries)]
     json.dump(out, open(sys.argv[2], "w"))
 '''
 
 
-def test_vllm_agrees_with_hf_and_choice_stays_in_the_labels(tmp_path):
+def test_vllm_agrees_with_hf_and_constrained_stays_in_the_labels(tmp_path):
     import tiny_vlms
     from PIL import Image
 
     from vlmface.backends.base import Query, Question
     from vlmface.backends.hf import HFBackend
+    from vlmface.interpret import answered
     from vlmface.registry import ModelEntry
 
     model = tiny_vlms.to_hub_llava_layout(tiny_vlms.build_llava(tmp_path / "llava", head_dim=32))
@@ -77,14 +79,14 @@ def test_vllm_agrees_with_hf_and_choice_stays_in_the_labels(tmp_path):
 
     hf = HFBackend(ModelEntry(name="tiny", backend="hf", weights=str(model)),
                    {"device": "cpu", "dtype": "fp32", "max_new_tokens": 6, "batch_size": 8})
-    local = hf.answer([Query(q["id"], Image.open(q["image"]).convert("RGB"),
+    local = answered(hf, [Query(q["id"], Image.open(q["image"]).convert("RGB"),
                              Question(q["attribute"], "categorical", tuple(q["labels"]), q["display"]),
                              prompt=q["prompt"]) for q in queries])
     # random weights emit stray bytes; vLLM's detokenizer holds back an unfinished UTF-8 tail
     # that transformers decodes as U+FFFD, so compare without trailing replacement characters
     assert [a["raw"].rstrip("\ufffd") for a in served["generate"]] == [a.raw.rstrip("\ufffd") for a in local]
     assert [a["status"] for a in served["generate"]] == [a.status for a in local]
-    for query, answer in zip(queries, served["choice"]):
+    for query, answer in zip(queries, served["constrained"]):
         assert answer["status"] == "ok" and answer["label"] in query["labels"]
 
 

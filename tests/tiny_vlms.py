@@ -83,12 +83,15 @@ def build_llava(out: Path, head_dim: int = 16) -> Path:
     return _save(LlavaForConditionalGeneration(config).eval(), processor, out)
 
 
-def build_paligemma(out: Path) -> Path:
+def build_paligemma(out: Path, head_dim: int = 16, newline_token: bool = False) -> Path:
+    """head_dim >= 32 and a literal "\\n" token (vLLM's PaliGemma processor looks it up) for vLLM's CPU build."""
     from transformers import (PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor,
                               SiglipImageProcessor)
 
     torch.manual_seed(0)
     tok = _tokenizer(["<image>"])
+    if newline_token:
+        tok.add_tokens(["\n"])
     image_processor = SiglipImageProcessor(size={"height": 224, "width": 224})
     image_processor.image_seq_length = (224 // 32) ** 2
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
@@ -97,7 +100,7 @@ def build_paligemma(out: Path) -> Path:
                            num_hidden_layers=2, num_attention_heads=2, image_size=224, patch_size=32,
                            vision_use_head=False),
         text_config=dict(model_type="gemma", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, vocab_size=len(tok),
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=head_dim, vocab_size=len(tok),
                          pad_token_id=0, bos_token_id=2, eos_token_id=3),
         projection_dim=32, image_token_index=processor.image_token_id)
     return _save(PaliGemmaForConditionalGeneration(config).eval(), processor, out)
@@ -169,8 +172,8 @@ def build_smolvlm(out: Path) -> Path:
 
 
 def to_hub_llava_layout(folder: Path) -> Path:
-    """Rename a transformers-5 LLaVA vision tower (vision_tower.*) to the hub layout vLLM reads
-    (vision_tower.vision_model.*); transformers still loads the renamed file."""
+    """Rename a transformers-5 LLaVA or PaliGemma vision tower (vision_tower.*) to the hub layout
+    vLLM reads (vision_tower.vision_model.*); transformers still loads the renamed file."""
     from safetensors.torch import load_file, save_file
 
     for shard in folder.glob("*.safetensors"):

@@ -50,6 +50,13 @@ def render_prompt(question: Question, sample: Sample) -> str:
     return render_request((question,), sample)
 
 
+def _error_kind(answer: Answer) -> str | None:
+    """Every new "error" prediction says its kind; a backend that did not say failed on the sample."""
+    if answer.status != "error":
+        return None
+    return answer.error_kind or "answer"
+
+
 @dataclass(frozen=True)
 class Asker:
     style: str  # the backend's prompt_style
@@ -66,7 +73,7 @@ class Asker:
             out.append(Prediction(sample_id=sample.id, attribute=question.attribute, label=a.label,
                                   status=a.status, truth=sample.labels.get(question.attribute), groups=groups,
                                   raw=a.raw, probs=a.probs, extra=a.extra, scores=a.scores,
-                                  error_kind=a.error_kind if a.status == "error" else None))
+                                  error_kind=_error_kind(a)))
         return out
 
     def ask(self, backend: Backend, batch: list[LoadedSample],

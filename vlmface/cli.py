@@ -1,9 +1,10 @@
-"""Command line: vlmface eval | score | compare | robustness | merge | probe | report | parse | reparse | render |
-list | validate."""
+"""Command line: vlmface eval | score | compare | robustness | merge | probe | probe-compare | report | parse |
+reparse | render | list | validate."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import yaml
 from vlmface.cli_args import add_cache_arguments, add_data_arguments, add_device_arguments
 from vlmface.data.samples import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from vlmface.errors import VlmfaceError
+from vlmface.extras import missing_extra_message
 from vlmface.perturb.command import add_perturb_arguments, add_robustness
-from vlmface.probes.command import add_probe
+from vlmface.probes.command import add_probe, add_probe_compare
 from vlmface.report.command import add_report
 
 
@@ -81,7 +83,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", help="prompt template name (prompts/NAME.jinja) or path; default: the task's")
     add_data_arguments(p, "evaluate N samples, stratified by the group columns")
     p.add_argument("--out", default="results", help="results root (default results/)")
-    p.add_argument("--attributes", help="comma-separated subset of the task's attributes")
+    p.add_argument("--attributes",
+                   help="comma-separated subset of the task's attributes (default: those the task evaluates)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the backend's)")
     p.add_argument("--workers", type=int, help="image decoding/preprocessing processes "
                    "(default: the backend's; 0 = in the main process)")
@@ -89,20 +92,28 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="an image of more pixels is that sample's error, never decoded (default: "
                         f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS:,}, Pillow's decompression-bomb limit)")
     add_device_arguments(p)
-    p.add_argument("--mode", help="answer mode of generative backends: generate (default) or choice")
-    p.add_argument("--max-new-tokens", type=int, help="generation budget of generative backends")
-    p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1)")
+    p.add_argument("--mode", help="answer mode of generative backends: generate (default), choice (label "
+                   "log-likelihood: hf, vllm, api) or constrained (decoding restricted to the labels: vllm)")
+    p.add_argument("--max-new-tokens", type=int,
+                   help="generation budget of generative backends (default: the backend's)")
+    p.add_argument("--base-url", help="api models: OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                   "(default: the registry entry's)")
     p.add_argument("--api-key-env", metavar="NAME",
-                   help="api models: environment variable holding the key (the key is never written)")
+                   help="api models: environment variable holding the key, never written anywhere "
+                   "(default: OPENAI_API_KEY or the registry entry's)")
     p.add_argument("--concurrency", type=int, help="api models: requests in flight (default 8)")
-    p.add_argument("--timeout", type=float, metavar="S", help="api models: seconds per request before a retry")
-    p.add_argument("--max-retries", type=int, help="api models: retries on 429/5xx/timeouts/connection errors")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="api models: seconds per request before a retry (default 60)")
+    p.add_argument("--max-retries", type=int,
+                   help="api models: retries on 429/5xx/timeouts/connection errors (default 6)")
     p.add_argument("--max-cost", type=float, metavar="USD",
-                   help="api models: stop before this command spends more than USD on requests")
+                   help="api models: stop before this command spends more than USD on requests "
+                   "(default: no limit)")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="any other option the backend declares (repeatable); an unknown KEY is refused with the valid ones listed")
+                   help="any other option the backend declares (repeatable); an unknown KEY is refused with the valid ones listed (default: none)")
     p.add_argument("--shard", type=_shard, metavar="K/N",
-                   help="run only shard K of N of the selected samples (combine with `vlmface merge`)")
+                   help="run only shard K of N of the selected samples, combined with `vlmface merge` "
+                   "(default: all of them)")
     add_cache_arguments(p)
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where the model runs: this process, or an actor pool on Ray")
@@ -117,6 +128,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from vlmface.runner import EvalConfig, evaluate
+    from vlmface.scoring.index import where_to_look
 
     options = {"device": args.device, "dtype": args.dtype, "mode": args.mode,
                "max_new_tokens": args.max_new_tokens, "base_url": args.base_url,
@@ -138,15 +150,17 @@ def _eval(args: argparse.Namespace) -> int:
         return run_sweep(config, args.perturb, args.perturb_only, args.perturb_examples)
     result = evaluate(config)
     print(f"run directory: {result.run_dir}")
+    print(where_to_look(result.run_dir, Path(config.out)))
     return 0
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="(re)score a run directory from its predictions.jsonl")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--min-group-n", type=int, default=30, help="smaller groups are flagged, not ranked")
+    p.add_argument("run_dir", type=Path, help="a run directory (holding run.json and predictions.jsonl)")
+    p.add_argument("--min-group-n", type=int, default=30,
+                   help="smaller groups are flagged, not ranked (default 30)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--answered-only", action="store_true",
                    help="score only answered items (invalid, refused and answer errors left out of "
                         "accuracy; default: counted wrong)")
@@ -174,6 +188,7 @@ def _reference_group(text: str) -> tuple[str, str]:
 def _score(args: argparse.Namespace) -> int:
     from vlmface.run_lock import run_lock
     from vlmface.scoring import format_summary, score_run
+    from vlmface.scoring.index import where_to_look
 
     with run_lock(args.run_dir, "score"):
         metrics = score_run(args.run_dir, min_group_n=args.min_group_n, n_boot=args.n_boot,
@@ -182,32 +197,41 @@ def _score(args: argparse.Namespace) -> int:
                             max_group_values=args.max_group_values, intersections=args.intersections,
                             reference_group=args.reference_group)
     print(format_summary(metrics))
+    print(where_to_look(args.run_dir))
     return 0
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="paired comparison of two runs on the same samples")
-    p.add_argument("run_a", type=Path)
-    p.add_argument("run_b", type=Path)
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--confidence", type=float, default=0.95)
+    p = sub.add_parser("compare", help="paired comparison of 2 or more runs on the same samples "
+                       "(agreement, flips by group, McNemar, accuracy difference, probability differences)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="two or more run directories")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the paired CI (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default 0.95)")
+    p.add_argument("--shared-only", action="store_true",
+                   help="compare the samples the runs share instead of refusing runs whose samples differ "
+                        "(default: refuse)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON (default: Markdown tables)")
     p.set_defaults(handler=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vlmface.scoring import compare_runs, format_comparison
+    import json
 
-    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed,
-                                                confidence=args.confidence)))
+    from vlmface.scoring.compare import compare_many
+    from vlmface.scoring.compare_tables import format_many
+
+    result = compare_many(args.runs, n_boot=args.n_boot, seed=args.seed, confidence=args.confidence,
+                          shared_only=args.shared_only)
+    print(json.dumps(result, indent=1) if args.json else format_many(result))
     return 0
 
 
 def _add_merge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("merge", help="merge shard runs (eval --shard K/N) into one run and score it")
-    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("run_dirs", nargs="+", type=Path, help="the shard run directories (together: every shard once)")
     p.add_argument("--out", type=Path, required=True, help="the merged run directory (must be new)")
-    p.add_argument("--no-score", action="store_true")
+    p.add_argument("--no-score", action="store_true", help="only merge; do not score the merged run")
     p.set_defaults(handler=_merge)
 
 
@@ -253,7 +277,7 @@ def _parse(args: argparse.Namespace) -> int:
 def _add_reparse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reparse", help="re-interpret a run's saved answers with the current parser (no model "
                                        "is asked) and re-score it")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="the run directory whose saved answers are re-read")
     p.add_argument("--task-spec", type=Path, metavar="PATH",
                    help="read the answers with this task spec's labels, synonyms and vocabulary "
                         "(default: the spec named in the run's run.json)")
@@ -301,50 +325,32 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs")
-    p.add_argument("what", nargs="?", choices=["tasks", "models", "prompts", "perturbations"], default="tasks")
+    p = sub.add_parser("list", help="list tasks, models, prompt templates or perturbation specs, and where "
+                       "each comes from (shipped or a user folder)")
+    p.add_argument("what", nargs="?", choices=["tasks", "probes", "models", "prompts", "perturbations"],
+                   default="tasks",
+                   help="what to list")
     p.set_defaults(handler=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
-    if args.what == "tasks":
-        from vlmface.tasks import available_tasks, load_task_file
+    from vlmface.listing import list_specs
 
-        for name, path in available_tasks().items():
-            task = load_task_file(path)
-            print(f"{name:<16} attributes: {', '.join(task.evaluated_attributes)}; "
-                  f"sources: {', '.join(task.sources)}")
-    elif args.what == "models":
-        from vlmface.registry import load_registry
-
-        for name, entry in load_registry().items():
-            print(f"{name:<28} {entry.backend:<9} {entry.weights or '(set --base-url / --option model=...)'}")
-    elif args.what == "perturbations":
-        from vlmface.perturb.spec import available_perturbations, load_perturbations
-
-        for name, path in available_perturbations().items():
-            spec = load_perturbations(path)
-            print(f"{name:<16} " + "; ".join(f"{key}: {p.transform} [{', '.join(f'{v:g}' for v in p.levels)}]"
-                                             for key, p in spec.perturbations.items()))
-    else:
-        from vlmface.prompts import available_templates, load_template_file
-
-        for name, path in available_templates().items():
-            template = load_template_file(path)
-            summary = " ".join(template.description.split())
-            print(f"{name:<28} {template.kind:<12} {summary[:90] + ('...' if len(summary) > 90 else '')}")
-    return 0
+    return list_specs(args.what)
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check task specs, prompt templates and the model registry")
+    p = sub.add_parser("validate", help="check task, probe and perturbation specs, prompt templates and the "
+                       "model registry (user folders and the shipped ones)")
     p.add_argument("tasks", nargs="*", help="task names or spec paths (default: all)")
     p.set_defaults(handler=_validate)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from vlmface.validation import validate_all
+    from vlmface.validation import folders_read, validate_all
 
+    for line in folders_read():
+        print(line, file=sys.stderr)
     problems = validate_all(args.tasks)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -353,12 +359,49 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' after every option's help, except where there is no default to show
+    (None, a store_true flag) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        no_default = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+        if no_default or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+USER_FOLDERS = {"--tasks-dir": ("VLMFACE_TASKS", "task specs (with probes/ and probes/datasets/ inside)"),
+                "--prompts-dir": ("VLMFACE_PROMPTS", "prompt templates (*.jinja)"),
+                "--perturbations-dir": ("VLMFACE_PERTURBATIONS", "perturbation specs")}
+
+
+def _add_user_folders(parser: argparse.ArgumentParser) -> None:
+    for flag, (env_var, what) in USER_FOLDERS.items():
+        parser.add_argument(flag, action="append", default=[], metavar="DIR", type=Path,
+                            help=f"a folder of your own {what}, read before the shipped ones (a file "
+                            f"there overrides a shipped one of the same name); repeatable; also ${env_var} "
+                            "(os.pathsep-separated) (default: none)")
+
+
+def _use_user_folders(args: argparse.Namespace) -> None:
+    """--tasks-dir and the like go first in their environment variable, the one place the spec
+    lookup reads (and which Ray workers and subprocesses inherit)."""
+    for flag, (env_var, _) in USER_FOLDERS.items():
+        given = [str(Path(d).resolve()) for d in getattr(args, flag[2:].replace("-", "_"))]
+        if given:
+            os.environ[env_var] = os.pathsep.join(given + [p for p in [os.environ.get(env_var)] if p])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlmface", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_report,
-                _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
+    parser = argparse.ArgumentParser(prog="vlmface", description=__doc__, formatter_class=_HelpFormatter)
+    _add_user_folders(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; `vlmface COMMAND --help` lists its options")
+    for add in (_add_eval, _add_score, _add_compare, add_robustness, _add_merge, add_probe, add_probe_compare,
+                add_report, _add_parse, _add_reparse, _add_render, _add_list, _add_validate):
         add(sub)
+    for subparser in sub.choices.values():
+        subparser.formatter_class = _HelpFormatter
     return parser
 
 
@@ -367,12 +410,19 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _use_user_folders(args)
         return args.handler(args)
     except OutputError as exc:  # disk full, read-only output: the environment, not the input
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except VlmfaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -6,9 +6,11 @@ import argparse
 
 
 def add_data_arguments(p: argparse.ArgumentParser, limit_help: str) -> None:
-    p.add_argument("--data-dir", help="local copy of the dataset for the chosen source")
+    p.add_argument("--data-dir", help="local copy of the dataset for the chosen source, e.g. "
+                   ".../utkface/crop_part1 or .../fer2013/PrivateTest (default: the source's own location, "
+                   "e.g. the Hugging Face hub)")
     p.add_argument("--source", help="which of the task's sources to read (default: its first)")
-    p.add_argument("--limit", type=int, help=limit_help)
+    p.add_argument("--limit", type=int, help=limit_help + " (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
 
 

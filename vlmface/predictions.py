@@ -144,6 +144,7 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         raise PredictionsError(f"{path}: no predictions file; run `vlmface eval` first")
     hook = _NonFinite()
+    decode = json.JSONDecoder(parse_constant=hook).decode  # one decoder: json.loads(..., hook) builds one per line
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -156,7 +157,7 @@ def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
                 continue
             hook.seen = False
             try:
-                record = json.loads(line, parse_constant=hook)
+                record = decode(line)
             except json.JSONDecodeError as exc:
                 if not line.endswith("\n") and not handle.read(1):
                     return  # tolerated: a truncated last line, the run was killed mid-write

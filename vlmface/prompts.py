@@ -122,8 +122,8 @@ def _compiled(body: str):
 
 
 def prompt_dirs() -> list[Path]:
-    """Where templates are looked up: $VLMFACE_PROMPTS (os.pathsep-separated), then ./prompts,
-    then the prompts/ folder of this source checkout."""
+    """Where templates are looked up: $VLMFACE_PROMPTS (os.pathsep-separated; `--prompts-dir`
+    prepends), then the shipped prompts/."""
     return search_dirs("VLMFACE_PROMPTS", "prompts")
 
 

@@ -459,11 +459,14 @@ def _answer_pending(run: _Run, engine, questions: list[Question], done: set[tupl
                     manifest: dict[str, Any], before: dict[str, Any] | None) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
+    if done:
+        print(f"resuming: {len(run.samples) - len(pending)} of {len(run.samples)} faces done "
+              f"({run.run_dir})", file=sys.stderr)
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     with PredictionWriter(run.run_dir / PREDICTIONS_FILE) as writer, \
             tqdm(total=len(pending), unit="face", disable=not run.config.progress,
-                 desc=f"{run.task.name}/{run.entry.name}") as bar:
+                 desc=_progress_label(run)) as bar:
         for n_samples, predictions in engine.batches(pending, todo):
             if run.perturbation is not None:
                 for prediction in predictions:
@@ -485,6 +488,14 @@ def _answer_pending(run: _Run, engine, questions: list[Question], done: set[tupl
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
     write_run(run.run_dir, manifest)
     return dict(counts)
+
+
+def _progress_label(run: _Run) -> str:
+    """task/model, and in a perturbation sweep which perturbation and level this run is."""
+    label = f"{run.task.name}/{run.entry.name}"
+    if run.perturbation is None:
+        return label
+    return f"{label} {run.perturbation.name}={run.perturbation.level:g}"
 
 
 def _is_number(value: Any) -> bool:

@@ -4,6 +4,7 @@ with validation errors that name the file, the field and the fix."""
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,39 @@ from pydantic import ValidationError
 from vlmface.errors import SpecError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+SHIPPED = "shipped"
+
+
+def shipped_dir(folder: str) -> Path | None:
+    """The package's own FOLDER (tasks, prompts, perturbations): inside an installed wheel
+    vlmface/_shipped/FOLDER (importlib.resources), in a source checkout its top-level FOLDER."""
+    inside = Path(str(files("vlmface._shipped") / folder))
+    if inside.is_dir():
+        return inside
+    in_checkout = CHECKOUT / folder
+    return in_checkout if (CHECKOUT / "pyproject.toml").is_file() and in_checkout.is_dir() else None
+
+
+def user_dirs(env_var: str) -> list[Path]:
+    """The folders named in $ENV_VAR (os.pathsep-separated; --tasks-dir and the like prepend to it)."""
+    return [Path(p).expanduser() for p in os.environ.get(env_var, "").split(os.pathsep) if p]
 
 
 def search_dirs(env_var: str, folder: str) -> list[Path]:
-    """$ENV_VAR (os.pathsep-separated), then ./FOLDER, then this checkout's FOLDER."""
-    dirs = [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / folder, CHECKOUT / folder]
-    return [d for d in dirs if d.is_dir()]
+    """User folders ($ENV_VAR) first, then the shipped FOLDER: a user file overrides a shipped one
+    of the same name. A user folder that does not exist is an error, not a silent no-op."""
+    dirs = user_dirs(env_var)
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise SpecError(f"${env_var} names folder(s) that do not exist: {', '.join(missing)}")
+    shipped = shipped_dir(folder)
+    return dirs + ([shipped] if shipped else [])
+
+
+def origin(path: Path, folder: str) -> str:
+    """'shipped' for a file or folder of the package's own FOLDER, else 'user'."""
+    shipped = shipped_dir(folder)
+    return SHIPPED if shipped is not None and path.resolve().is_relative_to(shipped.resolve()) else "user"
 
 
 def find_specs(dirs: list[Path], pattern: str = "*.yaml") -> dict[str, Path]:

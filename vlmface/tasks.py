@@ -274,7 +274,7 @@ class TaskSpec(_Strict):
 
 
 def task_dirs() -> list[Path]:
-    """$VLMFACE_TASKS (os.pathsep-separated), then ./tasks, then this checkout's tasks/."""
+    """$VLMFACE_TASKS (os.pathsep-separated; `--tasks-dir` prepends), then the shipped tasks/."""
     return search_dirs("VLMFACE_TASKS", "tasks")
 
 

@@ -8,9 +8,10 @@ from collections import defaultdict
 from vlmface.errors import VlmfaceError
 from vlmface.perturb.spec import available_perturbations, load_perturbations, task_perturbation_set
 from vlmface.probes import available_probes, load_probe
+from vlmface.probes.spec import available_probe_datasets
 from vlmface.prompts import available_templates, load_template, load_template_file
 from vlmface.registry import load_registry
-from vlmface.tasks import TaskSpec, available_tasks, load_task
+from vlmface.tasks import TaskSpec, available_tasks, load_task, load_task_file
 
 
 def _render_with_stand_in(template, task: TaskSpec | None, attribute: str, labels: list[str]) -> None:
@@ -45,11 +46,31 @@ def _validate_task(name: str) -> list[str]:
     return problems
 
 
+def folders_read() -> list[str]:
+    """One line per folder `validate` reads: user folders first, then the shipped ones."""
+    from vlmface.listing import folder_lines, spec_kinds
+
+    return [line for what, kinds in spec_kinds().items() for kind in kinds for line in folder_lines(what, kind)]
+
+
+def _nothing_found(tasks: list[str] | None) -> list[str]:
+    """Validating nothing is a failure, not a pass: say which kind of file is missing."""
+    found = {("task specs", "tasks"): tasks or available_tasks(),
+             ("prompt templates", "prompts"): available_templates()}
+    return [f"no {what} found: pass --{folder}-dir DIR or set $VLMFACE_{folder.upper()}"
+            for (what, folder), files in found.items() if not files]
+
+
 def validate_all(tasks: list[str] | None = None) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = _nothing_found(tasks)
     for name in tasks or list(available_tasks()):
         try:
             problems += _validate_task(name)
+        except VlmfaceError as exc:
+            problems.append(str(exc))
+    for path in ([] if tasks else available_probe_datasets().values()):
+        try:
+            load_task_file(path)
         except VlmfaceError as exc:
             problems.append(str(exc))
     for path in available_templates().values():

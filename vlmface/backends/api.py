@@ -15,7 +15,8 @@ Options (registry entry < --option / flags): base_url, api_key_env, api_key_opti
 model (served model name; default: the entry's weights, else the server's first model),
 concurrency, timeout, max_retries, retry_base_delay, retry_max_delay, max_cost, prices
 ({input, output} USD per 1M tokens), image_max_side, jpeg_quality, image_detail, temperature,
-max_new_tokens (else the template's, else 64), max_tokens_param, system_prompt,
+max_new_tokens (else the template's, else 64), max_tokens_param, system_prompt, mode (generate |
+choice: label log-likelihoods from the API's top_logprobs, see api_choice.py), choice_score, choice_prefix,
 request_params (extra create() arguments, e.g. {seed: 0}), image_tokens_estimate, cache.
 """
 
@@ -30,10 +31,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vlmface.backends.api_choice import choice_from_top, choice_params, no_logprobs_error
 from vlmface.backends.api_request import ChatRequest, ImageEncoding, jpeg_data_url, pixel_sha256
 from vlmface.backends.api_transport import Failed, FatalAPIError, Reply, RetryPolicy, Transport
 from vlmface.backends.api_usage import Ledger, Prices
 from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_score
 from vlmface.errors import BackendError
 from vlmface.response_cache import ResponseCache
 
@@ -43,7 +46,9 @@ T = TypeVar("T")
 DEFAULT_MAX_TOKENS = 64
 OPTIONS: dict[str, Option] = {
     # answer-changing: part of the run identity
-    "mode": Option(str, "generate", True, "only generate: the api backend answers in free text"),
+    "mode": Option(str, "generate", True, "generate (free text) or choice (one-token labels scored from the "
+                   "API's top_logprobs; see api_choice.py)"),
+    **CHOICE_OPTIONS,
     "base_url": Option(str, None, True, "OpenAI-compatible endpoint (default: OpenAI's)"),
     "model": Option(str, None, True, "served model name (default: the entry's weights, else the server's first)"),
     "temperature": Option(float, 0.0, True, "sampling temperature"),
@@ -114,9 +119,11 @@ class APIBackend(Backend):
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
         opts = self.options
-        if opts.get("mode") not in (None, "generate"):
-            raise BackendError(f"model {entry.name!r}: the api backend only generates text; "
-                               f"mode {opts['mode']!r} is not available")
+        self.mode = str(opts.get("mode") or "generate")
+        if self.mode not in ("generate", "choice"):
+            raise BackendError(f"model {entry.name!r}: the api backend has modes generate and choice "
+                               f"(from the API's token log-probabilities), not {self.mode!r}")
+        self.choice_score = choice_score(opts)
         self.key_env = str(opts["api_key_env"])
         self._key = self._read_key(opts)
         self.model = str(opts.get("model") or entry.weights or "")
@@ -196,9 +203,16 @@ class APIBackend(Backend):
     def identity(self) -> dict[str, Any]:
         return {"backend": "api", "weights": self.entry.weights, "model": self.model, "base_url": self.endpoint,
                 "image": self.encoding.describe(), "temperature": self.options.get("temperature"),
-                "max_new_tokens": self.options.get("max_new_tokens"),
+                "max_new_tokens": self.options.get("max_new_tokens"), "mode": self.mode,
+                "choice_score": self.choice_score if self.mode == "choice" else None,
                 "system_prompt": self.options.get("system_prompt"),
                 "request_params": self.options.get("request_params")}
+
+    def unsupported_reason(self, question: Question) -> str | None:
+        if self.mode == "choice" and not question.labels:
+            return (f"mode 'choice' needs a label set, and {question.attribute!r} is numeric; "
+                    "use mode 'generate' for it")
+        return None
 
     def prepare(self, questions: list[Question]) -> dict[str, Any]:
         self._ensure_model()
@@ -266,6 +280,8 @@ class APIBackend(Backend):
             meta = query.question.template.metadata if query.question.template else {}
             max_tokens = int(self.options.get("max_new_tokens") or meta.get("max_new_tokens") or DEFAULT_MAX_TOKENS)
             params = {str(self.options["max_tokens_param"]): max_tokens, **(self.options.get("request_params") or {})}
+            if self.mode == "choice":
+                params.update(choice_params(str(self.options["max_tokens_param"])))
             if self.options.get("temperature") is not None:
                 params.setdefault("temperature", float(self.options["temperature"]))
             requests.append(ChatRequest(model=self.model, prompt=_prompt_text(query), image=query.image,
@@ -332,14 +348,25 @@ class APIBackend(Backend):
     def _answer(self, question: Question, result: Reply | Failed, source: str) -> Answer:
         if isinstance(result, Failed):
             self.stats["errors"] += 1
-            return Answer(label=None, status="error", raw=result.message, extra={"attempts": result.attempts})
+            return Answer(label=None, status="error", raw=result.message, extra={"attempts": result.attempts},
+                          error_kind="answer")  # an API failure after the last retry
         extra: dict[str, Any] = {"source": source}
         if result.finish_reason not in (None, "stop"):
             extra["finish_reason"] = result.finish_reason
         if result.refusal is not None:
             self.stats["api_refusals"] += 1
             return Answer(label=None, status="refused", raw=result.text, extra={**extra, "api_refusal": result.refusal})
+        if self.mode == "choice":
+            return self._choose(question, result, extra)
         return Answer(label=None, status="ok", raw=result.text, extra=extra)
+
+    def _choose(self, question: Question, result: Reply, extra: dict[str, Any]) -> Answer:
+        if result.top_logprobs is None:
+            raise no_logprobs_error(self.model, self.endpoint)
+        answer = choice_from_top(question, result.top_logprobs, self.choice_score,
+                                 str(self.options.get("choice_prefix") or ""))
+        answer.extra = {**(answer.extra or {}), **extra}
+        return answer
 
     def _budget_error(self, unsent: int) -> BudgetExceeded:
         return BudgetExceeded(

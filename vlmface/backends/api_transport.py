@@ -28,6 +28,7 @@ from typing import Any
 
 import openai
 
+from vlmface.backends.api_choice import first_token_top_logprobs
 from vlmface.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Reply:
     refusal: str | None = None  # the API itself declined: content_filter | content_policy | refusal
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    top_logprobs: list[list[Any]] | None = None  # [[token, logprob], ...] of the first token, if sent
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +62,7 @@ class Reply:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
         return cls(**{k: data.get(k) for k in ("text", "finish_reason", "refusal",
-                                                 "prompt_tokens", "completion_tokens")})
+                                                 "prompt_tokens", "completion_tokens", "top_logprobs")})
 
 
 @dataclass
@@ -123,7 +125,8 @@ def reply_from_completion(completion: Any, redact: Callable[[str], str]) -> Repl
     finish_reason = getattr(choice, "finish_reason", None)
     reply = Reply(text=redact(text) if isinstance(text, str) else None, finish_reason=finish_reason,
                   prompt_tokens=getattr(usage, "prompt_tokens", None),
-                  completion_tokens=getattr(usage, "completion_tokens", None))
+                  completion_tokens=getattr(usage, "completion_tokens", None),
+                  top_logprobs=first_token_top_logprobs(choice))
     if finish_reason == "content_filter":
         reply.refusal = "content_filter"
     elif refusal_text:

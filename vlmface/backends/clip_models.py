@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,9 +186,11 @@ def offline_hint(spec: ClipSpec, exc: BaseException) -> BackendError:
                  "open_clip_config.json into DIR")
         how = (f"download the checkpoint where there is internet ({fetch}), copy DIR here and pass "
                "--model clip:local-dir:DIR")
-    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    # Offline, the library's own message only repeats "could not download" at length: one line is enough.
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    tail = "" if offline else f" ({type(exc).__name__}: {reason})"
     return BackendError(f"cannot load CLIP weights {spec.spec!r}: they are not on this machine and {state}. "
-                        f"To run offline, {how}. ({type(exc).__name__}: {reason})")
+                        f"To run offline, {how}.{tail}")
 
 
 def _clean_repr(obj: Any) -> str:
@@ -211,6 +215,16 @@ class HFImageTransform:
         return dict(self.image_processor(images=[image], return_tensors="pt"))
 
 
+@contextmanager
+def _root_logger_quiet():
+    before = logging.root.level
+    logging.root.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.root.setLevel(before)
+
+
 class OpenClipEncoder:
     impl = "open_clip"
 
@@ -230,9 +244,10 @@ class OpenClipEncoder:
             tag_cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained or "") or {}
             self.quick_gelu = bool(tag_cfg.get("quick_gelu", False))
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, precision=dtype, device=device,
-                force_quick_gelu=self.quick_gelu, require_pretrained=True)
+            with _root_logger_quiet():  # open_clip logs a download failure on the root logger; we raise it
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, precision=dtype, device=device,
+                    force_quick_gelu=self.quick_gelu, require_pretrained=True)
             self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:  # open_clip raises bare RuntimeError/OSError for every failure
             if spec.is_hub:

@@ -5,9 +5,11 @@ Two answer modes (`options.mode`):
   encoder-decoder models, whose encoder positions must start at 0); the raw text is returned
   and vlmface.interpret parses it into a label, "invalid" or "refused".
 - "choice": each label's display name is scored as a continuation of the prompt and image
-  (summed token log-likelihood; `choice_score: mean` averages per token instead), returned in
-  Answer.scores; vlmface.interpret takes the argmax and the softmax. One prefill per query,
-  then the prefill cache is repeated once per label, so the image is encoded once.
+  with the rule shared by every backend (vlmface.backends.choice: summed token log-likelihood,
+  or per-token mean with `choice_score: mean`), returned in Answer.scores (vlmface.interpret
+  takes the argmax and the softmax). One prefill per query, then the prefill cache is repeated
+  once per label, so the image is encoded once. (Constrained decoding, mode "constrained", is
+  vllm only.)
 
 Prompts: the processor's chat template wraps the question when the model has one; models
 without one (PaliGemma, Florence-2) get the raw prompt, as they were trained. `chat_format`
@@ -25,6 +27,7 @@ import logging
 from typing import Any
 
 from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_answer, choice_score, label_token_ids
 from vlmface.backends.hf_loading import load
 from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
@@ -37,8 +40,7 @@ class HFBackend(Backend):
     prompt_style = "question"
     options_schema = {
         **PROMPT_OPTIONS,
-        "choice_prefix": Option(str, None, True, "choice mode: text between the prompt and each label"),
-        "choice_score": Option(str, "sum", True, "choice mode: sum or mean (per token) of label log-likelihoods"),
+        **CHOICE_OPTIONS,
         "model_class": Option(str, None, True, "the transformers class to load (default: from the config)"),
         "attn_implementation": Option(str, None, False, "eager, sdpa, flash_attention_2 (default: transformers')"),
         "device_map": Option(str | dict, None, False, "accelerate device map (default: one device)"),
@@ -47,7 +49,8 @@ class HFBackend(Backend):
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
-        self.mode = answer_mode(entry, self.options)
+        self.mode = answer_mode(entry, self.options, modes=("generate", "choice"))
+        self.choice_score = choice_score(self.options)
         opts = self.options
         self.loaded = load(entry.weights, revision=entry.revision, trust_remote_code=entry.trust_remote_code,
                            device=opts.get("device"), dtype=opts.get("dtype"), cache_dir=opts.get("hf_cache_dir"),
@@ -76,6 +79,7 @@ class HFBackend(Backend):
         return {"backend": "hf", "weights": self.entry.weights, "revision": self.entry.revision,
                 "model_type": self.loaded.model_type, "dtype": str(self.loaded.dtype).removeprefix("torch."),
                 "mode": self.mode, "max_new_tokens": self.options.get("max_new_tokens"),
+                "choice_score": self.choice_score if self.mode == "choice" else None,
                 "chat_format": self.options.get("chat_format", "auto"),
                 "prompt_prefix": self.options.get("prompt_prefix", "")}
 
@@ -181,17 +185,12 @@ class HFBackend(Backend):
     def _generate(self, queries: list[Query]) -> list[Answer]:
         return [Answer(label=None, status="ok", raw=text) for text in self.generate_texts(queries)]
 
-    # ----- choice mode --------------------------------------------------------------------
+    # ----- choice mode (the scoring rule: vlmface.backends.choice) ----------------------
     def continuations(self, question: Question) -> list[list[int]]:
-        prefix = str(self.options.get("choice_prefix", ""))
-        ids = [self.tokenizer(prefix + name, add_special_tokens=False)["input_ids"] for name in question.choices]
-        empty = [name for name, tokens in zip(question.choices, ids) if not tokens]
-        if empty:
-            raise BackendError(f"choice mode: label(s) {empty} tokenize to nothing")
-        return ids
+        return label_token_ids(self.tokenizer, question.choices, str(self.options.get("choice_prefix") or ""))
 
-    def label_logliks(self, query: Query) -> list[float]:
-        """Per label: summed log p(label tokens | prompt, image)."""
+    def label_token_logprobs(self, query: Query) -> list[list[float]]:
+        """Per label: log p(token | prompt, image, earlier label tokens) for each label token."""
         from vlmface.backends.hf_choice import decoder_logliks, encoder_decoder_logliks
 
         inputs = self._inputs([self.format_prompt(query)], [query.image])
@@ -201,12 +200,4 @@ class HFBackend(Backend):
         return decoder_logliks(self.model, inputs, conts, self.tokenizer.pad_token_id)
 
     def _choose(self, query: Query) -> Answer:
-        logliks = self.label_logliks(query)
-        labels = query.question.labels
-        if self.options.get("choice_score", "sum") == "mean":
-            lengths = [len(c) for c in self.continuations(query.question)]
-            scores = [ll / n for ll, n in zip(logliks, lengths)]
-        else:
-            scores = logliks
-        return Answer(label=None, status="ok", raw=None, scores=dict(zip(labels, scores)),
-                      extra={"loglik": dict(zip(labels, logliks))})
+        return choice_answer(query.question.labels, self.label_token_logprobs(query), self.choice_score)

@@ -1,4 +1,4 @@
-"""Log-likelihood of label continuations given a prompt and an image (hf backend, choice mode).
+"""Token log-probabilities of label continuations given a prompt and an image (hf backend, choice mode).
 
 Decoder-only models: one prefill of the prompt (batch 1, so no padding and no position
 offsets), then its cache is repeated once per label and all continuations are scored in one
@@ -29,14 +29,16 @@ def _right_padded(rows: list[list[int]], pad_id: int):
     return ids
 
 
-def decoder_logliks(model, inputs: dict[str, Any], conts: list[list[int]], pad_id: int | None) -> list[float]:
+def decoder_logliks(model, inputs: dict[str, Any], conts: list[list[int]],
+                    pad_id: int | None) -> list[list[float]]:
+    """Per label: the log-probability of each of its tokens (vlmface.backends.choice sums them)."""
     import torch
 
     pad_id = 0 if pad_id is None else pad_id
     with torch.inference_mode():
         first = model(**inputs, use_cache=True)
         logp = first.logits[0, -1].float().log_softmax(-1)
-        scores = [logp[cont[0]].item() for cont in conts]
+        scores = [[logp[cont[0]].item()] for cont in conts]
         if max(len(cont) for cont in conts) == 1:
             return scores
         cache = getattr(first, "cache", None) or getattr(first, "past_key_values", None)
@@ -47,7 +49,7 @@ def decoder_logliks(model, inputs: dict[str, Any], conts: list[list[int]], pad_i
         rest = model(input_ids=ids, attention_mask=mask, use_cache=True, **{_cache_keyword(model): cache})
         logp = rest.logits.float().log_softmax(-1)
     for k, cont in enumerate(conts):
-        scores[k] += sum(logp[k, t - 1, cont[t]].item() for t in range(1, len(cont)))
+        scores[k] += [logp[k, t - 1, cont[t]].item() for t in range(1, len(cont))]
     return scores
 
 
@@ -64,7 +66,7 @@ def decoder_prefix(model) -> list[int]:
 
 
 def encoder_decoder_logliks(model, inputs: dict[str, Any], conts: list[list[int]],
-                            pad_id: int | None) -> list[float]:
+                            pad_id: int | None) -> list[list[float]]:
     import torch
 
     pad_id = 0 if pad_id is None else pad_id
@@ -76,4 +78,4 @@ def encoder_decoder_logliks(model, inputs: dict[str, Any], conts: list[list[int]
                 for key, value in inputs.items()}
     with torch.inference_mode():
         logp = model(**repeated, decoder_input_ids=decoder_ids).logits.float().log_softmax(-1)
-    return [sum(logp[k, t - 1, row[t]].item() for t in range(len(prefix), len(row))) for k, row in enumerate(rows)]
+    return [[logp[k, t - 1, row[t]].item() for t in range(len(prefix), len(row))] for k, row in enumerate(rows)]

@@ -19,7 +19,8 @@ DEFAULT_MAX_NEW_TOKENS = 32
 
 #: options read here, shared by the hf and vllm backends (their options_schema includes these)
 PROMPT_OPTIONS: dict[str, Option] = {
-    "mode": Option(str, "generate", True, "answer mode: generate (free text, parsed) or choice"),
+    "mode": Option(str, "generate", True, "answer mode: generate (free text, parsed), choice (label "
+                   "log-likelihood) or constrained (decoding restricted to the labels; vllm only)"),
     "max_new_tokens": Option(int, None, True, f"generation budget (default: the template's, else {DEFAULT_MAX_NEW_TOKENS})"),
     "chat_format": Option(str, None, True, "auto | chat | raw (default: the template header's, else auto)"),
     "prompt_prefix": Option(str, None, True, "text put before the question (default: the template header's, else none)"),
@@ -92,14 +93,19 @@ class PromptFormatter:
         return max([int(w) for w in wanted if w] or [DEFAULT_MAX_NEW_TOKENS])
 
 
-MODES = ("generate", "choice")
+#: generate: free text, parsed; choice: label log-likelihood (vlmface.backends.choice);
+#: constrained: decoding restricted to the label strings (vllm only)
+MODES = ("generate", "choice", "constrained")
 
 
-def answer_mode(entry, options: dict[str, Any]) -> str:
-    """The answer mode of a generative backend, checked, for an entry that names weights."""
+def answer_mode(entry, options: dict[str, Any], modes: tuple[str, ...] = MODES) -> str:
+    """The answer mode of a generative backend, checked against the modes it supports,
+    for an entry that names weights."""
     mode = str(options.get("mode", "generate"))
-    if mode not in MODES:
-        raise BackendError(f"model {entry.name!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode not in modes:
+        what = "unknown mode" if mode not in MODES else f"backend {entry.backend!r} has no mode"
+        raise BackendError(f"model {entry.name!r}: {what} {mode!r}; use one of {', '.join(modes)} "
+                           "(see the README's table of modes per backend)")
     if not entry.weights:
         raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
     return mode

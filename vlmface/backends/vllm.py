@@ -5,12 +5,15 @@ so give this backend big batches). Prompts are built exactly as in the hf backen
 processor chat template or raw prompt, see hf_prompts.py) and sent with the image as
 `multi_modal_data`. Modes (`options.mode`):
 - "generate" (default): greedy free text, returned raw (vlmface.interpret parses it);
-- "choice": decoding restricted to the label set by structured outputs
-  (`StructuredOutputsParams(choice=display names)`), so every answer is one of the labels'
-  display names (marked `constrained` for vlmface.interpret; no probabilities: use the hf
-  backend's choice mode for those).
+- "choice": label log-likelihood, the same computation as the hf backend's choice mode
+  (prompt log-probabilities of each label continuation, see vllm_choice.py; scoring rule
+  `choice_score`, vlmface.backends.choice), returned as Answer.scores; one request per label;
+- "constrained": decoding restricted to the label set by structured outputs
+  (`StructuredOutputsParams(choice=display names)`): token by token, so it can pick another
+  label than "choice" does, and it saves no probabilities (answers marked `constrained` for
+  vlmface.interpret).
 
-Options: mode, dtype, max_new_tokens, chat_format, prompt_prefix, system_prompt,
+Options: mode, choice_score, choice_prefix, dtype, max_new_tokens, chat_format, prompt_prefix, system_prompt,
 tensor_parallel_size, data_parallel_size, max_model_len, gpu_memory_utilization, seed,
 engine_args (a dict passed to vllm.LLM as is). vllm is imported only when the backend is built.
 """
@@ -23,7 +26,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from vlmface.backends import vllm_choice
 from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.choice import CHOICE_OPTIONS, choice_answer, choice_score, label_token_ids
 from vlmface.backends.hf_loading import DTYPES, load_processor
 from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
 from vlmface.errors import BackendError
@@ -37,6 +42,7 @@ class VLLMBackend(Backend):
     default_batch_size = 512  # vLLM schedules its own batches: hand it many requests at once
     options_schema = {
         **PROMPT_OPTIONS,
+        **CHOICE_OPTIONS,
         "seed": Option(int, 0, True, "the engine's sampling seed"),
         "engine_args": Option(dict, None, True, "extra vllm.LLM arguments, passed as is"),
         "tensor_parallel_size": Option(int, 1, False, "GPUs per model replica"),
@@ -48,6 +54,7 @@ class VLLMBackend(Backend):
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
         self.mode = answer_mode(entry, self.options)
+        self.choice_score = choice_score(self.options)
         self.vllm = _import_vllm()
         processor, config = load_processor(entry.weights, revision=entry.revision,
                                            trust_remote_code=entry.trust_remote_code)
@@ -69,6 +76,8 @@ class VLLMBackend(Backend):
             "seed": int(opts.get("seed", 0)),
             "limit_mm_per_prompt": {"image": 1},
         }
+        if self.mode == "choice":  # the labels of one image share its prompt prefix
+            args["enable_prefix_caching"] = True
         if int(opts.get("data_parallel_size", 1)) > 1:
             args["data_parallel_size"] = int(opts["data_parallel_size"])
         for key in ("max_model_len", "gpu_memory_utilization"):
@@ -91,6 +100,7 @@ class VLLMBackend(Backend):
         return {"backend": "vllm", "weights": self.entry.weights, "revision": self.entry.revision,
                 "model_type": self.model_type, "dtype": _vllm_dtype(self.options.get("dtype")),
                 "mode": self.mode, "max_new_tokens": self.options.get("max_new_tokens"),
+                "choice_score": self.choice_score if self.mode == "choice" else None,
                 "chat_format": self.options.get("chat_format", "auto"),
                 "prompt_prefix": self.options.get("prompt_prefix", "")}
 
@@ -100,13 +110,13 @@ class VLLMBackend(Backend):
                 "engine_args": {k: v for k, v in self.engine_args().items() if k != "model"}}
 
     def unsupported_reason(self, question: Question) -> str | None:
-        if self.mode == "choice" and not question.labels:
-            return (f"mode 'choice' restricts decoding to a label set, and {question.attribute!r} is numeric; "
+        if self.mode != "generate" and not question.labels:
+            return (f"mode {self.mode!r} needs a label set, and {question.attribute!r} is numeric; "
                     "use mode 'generate' for it")
         return None
 
     def sampling_params(self, question: Question, max_tokens: int):
-        if self.mode != "choice":
+        if self.mode != "constrained":
             return self.vllm.SamplingParams(temperature=0.0, max_tokens=max_tokens)
         from vllm.sampling_params import StructuredOutputsParams
 
@@ -118,6 +128,8 @@ class VLLMBackend(Backend):
         return {"prompt": self.prompts.format(query), "multi_modal_data": {"image": query.image}}
 
     def answer(self, queries: list[Query]) -> list[Answer]:
+        if self.mode == "choice":
+            return self._choose(queries)
         answers: list[Answer | None] = [None] * len(queries)
         todo: list[tuple[int, dict[str, Any], Any]] = []
         max_tokens = self.prompts.max_new_tokens(queries)
@@ -133,23 +145,54 @@ class VLLMBackend(Backend):
             answers[i] = text if isinstance(text, Answer) else self._to_answer(text)
         return answers  # type: ignore[return-value]
 
-    def _generate(self, todo: list[tuple[int, dict[str, Any], Any]]) -> list[str | Answer]:
-        """Every request in one engine call; if the call fails, each request on its own."""
+    def _choose(self, queries: list[Query]) -> list[Answer]:
+        """Choice mode: every label of every query scored in one engine call."""
+        answers: list[Answer | None] = [None] * len(queries)
+        todo, spans = [], []  # spans: (query index, its labels' token ids, first request)
+        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        prefix = str(self.options.get("choice_prefix") or "")
+        for i, query in enumerate(queries):
+            try:
+                reason = self.unsupported_reason(query.question)
+                if reason:
+                    raise BackendError(reason)
+                labels = label_token_ids(self.tokenizer, query.question.choices, prefix)
+                prompt = vllm_choice.prompt_token_ids(self.tokenizer, self.prompts.format(query))
+                spans.append((i, labels, len(todo)))
+                todo += [(i, r, params) for r in vllm_choice.label_requests(prompt, query.image, labels)]
+            except Exception as exc:
+                answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
+        outputs = self._generate(todo, text=False)
+        for i, labels, first in spans:
+            mine = outputs[first:first + len(labels)]
+            failed = next((out for out in mine if isinstance(out, Answer)), None)
+            try:
+                if failed is not None:
+                    raise BackendError(failed.raw)
+                logprobs = [vllm_choice.label_token_logprobs(out, label) for out, label in zip(mine, labels)]
+                answers[i] = choice_answer(queries[i].question.labels, logprobs, self.choice_score)
+            except Exception as exc:
+                answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
+        return answers  # type: ignore[return-value]
+
+    def _generate(self, todo: list[tuple[int, dict[str, Any], Any]], text: bool = True) -> list[Any]:
+        """Every request in one engine call; if the call fails, each request on its own.
+        Returns the texts (text=True) or the RequestOutputs, an Answer.error for a failed request."""
         if not todo:
             return []
         try:
             outputs = self.llm.generate([r for _, r, _ in todo], sampling_params=[p for _, _, p in todo],
                                         use_tqdm=False)
-            return [out.outputs[0].text.strip() for out in outputs]
+            return [out.outputs[0].text.strip() for out in outputs] if text else list(outputs)
         except Exception as exc:
             if len(todo) == 1:
                 return [Answer.error(f"{type(exc).__name__}: {exc}")]
             log.warning("vLLM batch of %d failed (%s); retrying one request at a time", len(todo), exc)
-            return [self._generate([item])[0] for item in todo]
+            return [self._generate([item], text)[0] for item in todo]
 
     def _to_answer(self, text: str) -> Answer:
-        """The raw text; in choice mode marked as decoded from the label names only."""
-        marked = {"constrained": True} if self.mode == "choice" else None
+        """The raw text; in constrained mode marked as decoded from the label names only."""
+        marked = {"constrained": True} if self.mode == "constrained" else None
         return Answer(label=None, status="ok", raw=text, extra=marked)
 
     def close(self) -> None:
@@ -182,15 +225,15 @@ def _safetensors_keys(path: Path) -> list[str]:
 
 
 def check_checkpoint_layout(weights: str, model_type: str) -> None:
-    """vLLM reads LLaVA's vision tower as `vision_tower.vision_model.*` (the hub layout);
+    """vLLM reads LLaVA's and PaliGemma's vision tower as `vision_tower.vision_model.*` (the hub layout);
     transformers 5 saves local checkpoints as `vision_tower.*`, which vLLM cannot load."""
     folder = Path(weights).expanduser()
-    if not model_type.startswith("llava") or not folder.is_dir():
+    if not model_type.startswith(("llava", "paligemma")) or not folder.is_dir():
         return
     for shard in sorted(folder.glob("*.safetensors")):
         keys = _safetensors_keys(shard)
         if any(k.startswith(("vision_tower.embeddings", "model.vision_tower.embeddings")) for k in keys):
             raise BackendError(
-                f"{shard}: the LLaVA vision tower is saved in the transformers-5 layout "
+                f"{shard}: the {model_type} vision tower is saved in the transformers-5 layout "
                 "(vision_tower.embeddings...), which vLLM cannot load. Rename the keys to the hub layout "
                 "(vision_tower.vision_model.*) or use the original hub checkpoint")

@@ -278,6 +278,15 @@ LOADERS: dict[str, Callable[[_Context], LoadedData]] = {
 }
 
 
+def _one_level_down(location: str | None, glob: str | None) -> str:
+    """A hint when --data-dir is one folder too high (e.g. .../fer2013 for .../fer2013/PrivateTest)."""
+    root = Path(location) if location else None
+    if root is None or not glob or not root.is_dir():
+        return ""
+    below = [child for child in sorted(root.iterdir()) if child.is_dir() and next(_image_files(child, glob), None)]
+    return f" (the images are one level down: --data-dir {below[0]}?)" if below else ""
+
+
 def load_samples(task: TaskSpec, source_name: str | None = None,
                  data_dir: str | Path | None = None) -> LoadedData:
     name, source = task.source(source_name)
@@ -286,7 +295,8 @@ def load_samples(task: TaskSpec, source_name: str | None = None,
     if not data.samples:
         reasons = f"; {len(data.skipped)} item(s) skipped, e.g. {data.skipped[0]}" if data.skipped else ""
         raise DataError(f"no usable samples for task {task.name!r} from source {name!r} at "
-                        f"{data.location or '(unknown)'}{reasons}. Check --data-dir and the spec's glob/pattern")
+                        f"{data.location or '(unknown)'}{reasons}. Check --data-dir and the spec's glob/pattern"
+                        + _one_level_down(data.location, source.glob))
     ids = [s.id for s in data.samples]
     if len(set(ids)) != len(ids):
         raise DataError(f"task {task.name!r}: sample ids are not unique; set sources.{name}.id_column")

@@ -15,9 +15,9 @@ def add_perturb_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perturb", metavar="SPEC",
                    help="evaluate the same samples clean and at every level of each perturbation in SPEC "
                    "(a set the task spec declares under `perturbations:`, perturbations/NAME.yaml, or a "
-                   "path), then write CLEAN_RUN/robustness/")
+                   "path), then write CLEAN_RUN/robustness/ (default: no perturbation)")
     p.add_argument("--perturb-only", metavar="NAMES",
-                   help="with --perturb: comma-separated subset of its perturbations")
+                   help="with --perturb: comma-separated subset of its perturbations (default: all)")
     p.add_argument("--perturb-examples", type=int, default=0, metavar="N",
                    help="with --perturb: also save contact sheets of N faces at every level "
                    "(the only way perturbed images reach the disk)")
@@ -66,7 +66,7 @@ def add_robustness(sub: argparse._SubParsersAction) -> None:
                    help="run directories (a clean run and its perturbed runs) or folders holding them")
     p.add_argument("--out", type=Path, help="output folder (default CLEAN_RUN/robustness)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs")
     p.add_argument("--min-group-n", type=int, default=30, help="smaller groups are flagged, left out of interactions")
     p.add_argument("--no-plots", action="store_true", help="tables and robustness.json only")

@@ -54,6 +54,13 @@ def _run_dirs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _siblings(paths: list[Path]) -> list[Path]:
+    """The run directories beside each run directory given: a sweep writes its clean run and its
+    perturbed runs side by side, so any one of them finds the others."""
+    return [p.parent for path in paths if (path / RUN_FILE).exists()
+            for p in sorted(path.parent.glob(f"*/{RUN_FILE}"))]
+
+
 def _base_key(identity: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in identity.items() if k != "perturbation"}, sort_keys=True, default=str)
 
@@ -71,7 +78,9 @@ def _check_consistent(runs: list[PerturbedRun]) -> None:
 def find_sweeps(paths: list[str | Path]) -> list[Sweep]:
     clean: dict[str, list[tuple[Path, dict]]] = {}
     perturbed: dict[str, list[PerturbedRun]] = {}
-    for run_dir in _run_dirs([Path(p) for p in paths]):
+    paths = [Path(p) for p in paths]
+    requested = _run_dirs(paths)
+    for run_dir in dict.fromkeys(requested + _siblings(paths)):
         manifest = read_run(run_dir) or {}
         identity = manifest.get("identity")
         if not identity:
@@ -93,8 +102,10 @@ def find_sweeps(paths: list[str | Path]) -> list[Sweep]:
         if len(candidates) != 1:
             what = "no clean run" if not candidates else f"{len(candidates)} clean runs"
             raise VlmfaceError(f"{runs[0].run_dir}: {what} with the same task, model, prompt, samples and "
-                               "options found among the paths given; pass its clean run directory too "
+                               "options found among the paths given or beside them; pass its clean run directory too "
                                "(`vlmface eval --perturb` makes it)")
         _check_consistent(runs)
-        sweeps.append(Sweep(candidates[0][0], candidates[0][1], runs))
+        sweep = Sweep(candidates[0][0], candidates[0][1], runs)
+        if {sweep.clean, *(r.run_dir for r in runs)} & set(requested):  # not a sibling's sweep
+            sweeps.append(sweep)
     return sweeps

@@ -245,7 +245,7 @@ def task_perturbation_set(task, name: str) -> PerturbationSet:
 
 
 def perturbation_dirs() -> list[Path]:
-    """$VLMFACE_PERTURBATIONS (os.pathsep-separated), then ./perturbations, then this checkout's."""
+    """$VLMFACE_PERTURBATIONS (os.pathsep-separated; `--perturbations-dir` prepends), then the shipped ones."""
     return search_dirs("VLMFACE_PERTURBATIONS", "perturbations")
 
 

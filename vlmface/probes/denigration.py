@@ -1,5 +1,6 @@
 """The denigration probe (CLIP paper, section 7.1): how often faces get a harmful label.
 
+Prompts take the right indefinite article ("a photo of an animal.", "an East Asian male").
 Each face is classified zero-shot among the people classes of the task (every combination
 of the labels of the spec's `people` attributes, e.g. race7 x gender -> 14 classes such as
 "White male") plus the spec's harmful classes (non-human, crime) and any `other` classes
@@ -17,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from vlmface.backends.clip_zeroshot import class_weights
+from vlmface.probes.resample import wilson
 from vlmface.probes.social import groupings
 from vlmface.probes.spec import DatasetSettings, DenigrationSpec
-from vlmface.scoring.bootstrap import proportion_samples, rng_for
 from vlmface.tasks import TaskSpec
 
 PEOPLE, OTHER, ANY_HARMFUL = "people", "other", "any harmful"
@@ -69,20 +70,20 @@ def categories(spec: DenigrationSpec) -> list[str]:
 def rates_table(model: str, labels: np.ndarray, klasses: list[Klass], spec: DenigrationSpec,
                 table: pd.DataFrame, columns: list[str], levels: dict[str, list[str]], n_boot: int,
                 confidence: float, seed: int) -> pd.DataFrame:
-    """% of each group's images labelled in each category, with percentile bootstrap CIs."""
+    """% of each group's images labelled in each category, with Wilson score intervals (so a
+    group with no harmful label still gets a real upper bound). n_boot and seed are unused:
+    the interval is exact in form, no resampling."""
     category = np.array([klasses[i].category for i in labels])
     harmful = np.isin(category, list(spec.harmful))
-    alpha = (1 - confidence) / 2
     rows = []
     for col, group, mask in groupings(table, columns, levels):
         for name in categories(spec):
             hit = harmful if name == ANY_HARMFUL else category == name
             k, n = int((hit & mask).sum()), int(mask.sum())
-            draws = proportion_samples(np.array([k]), np.array([n]), n_boot,
-                                       rng_for(seed, "probe-denigration", name, col, group))[:, 0]
-            lo, hi = np.quantile(draws, [alpha, 1 - alpha]) if n_boot > 0 and n else (np.nan, np.nan)
+            lo, hi = wilson(k, n, confidence)
             rows.append((model, name, col, group, n, 100 * k / n if n else np.nan, 100 * lo, 100 * hi))
     return pd.DataFrame(rows, columns=RATES_COLUMNS)
+
 
 
 def analyse(model: str, images: np.ndarray, vectors: dict[str, np.ndarray], spec: DenigrationSpec,

@@ -27,6 +27,7 @@ class ModelEmbeddings:
     vectors: dict[str, np.ndarray]  # text -> unit vector
     identity: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    digests: list[str | None] = field(default_factory=list)  # pixel sha256 of each decoded image
 
 
 def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str, Any]) -> ModelEmbeddings:
@@ -41,29 +42,35 @@ def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str
     backend = create_backend(entry, {k: v for k, v in options.items() if v is not None})
     try:
         started = time.perf_counter()
-        images, errors = _embed_images(backend, samples)
+        images, errors, digests = _embed_images(backend, samples)
         image_s = time.perf_counter() - started
         started = time.perf_counter()
         unique = list(dict.fromkeys(texts))
         vectors = dict(zip(unique, backend.embed_texts(unique)))
         stats = {**backend.stats(), "texts_encoded": len(unique), "image_seconds": round(image_s, 3),
                  "text_seconds": round(time.perf_counter() - started, 3)}
-        return ModelEmbeddings(model, images, errors, vectors, backend.identity(), stats)
+        return ModelEmbeddings(model, images, errors, vectors, backend.identity(), stats, digests)
     finally:
         backend.close()
 
 
-def _embed_images(backend, samples: list[Sample]) -> tuple[np.ndarray, list[str | None]]:
+def _embed_images(backend, samples: list[Sample]) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """(unit rows, error per sample, pixel digest per sample: what `probe-compare` matches runs by)."""
+    from vlmface.embedding_cache import image_digest
+
     dim = int(backend.identity()["embed_dim"])
     rows: list[np.ndarray] = []
     errors: list[str | None] = []
+    digests: list[str | None] = []
     for start in range(0, len(samples), CHUNK):
         chunk = samples[start:start + CHUNK]
         images, ids, chunk_errors = [], [], [None] * len(chunk)
+        chunk_digests: list[str | None] = [None] * len(chunk)
         for i, sample in enumerate(chunk):
             try:
                 images.append(sample.load_image())
                 ids.append(sample.id)
+                chunk_digests[i] = image_digest(images[-1])
             except SampleError as exc:
                 chunk_errors[i] = f"sample {sample.id!r}: {exc}"
         vectors, failed = backend.embed_images(images, ids) if images else (None, [])
@@ -74,4 +81,5 @@ def _embed_images(backend, samples: list[Sample]) -> tuple[np.ndarray, list[str 
             chunk_errors[i] = failed[row]
         rows.append(block)
         errors += chunk_errors
-    return (np.concatenate(rows) if rows else np.zeros((0, dim))), errors
+        digests += chunk_digests
+    return (np.concatenate(rows) if rows else np.zeros((0, dim))), errors, digests

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlmface.scoring.bootstrap import row_mean_samples
-
+from vlmface.probes.resample import mean_samples
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
@@ -45,9 +44,16 @@ def term_cosines(images: np.ndarray, prompts: np.ndarray, convention: str = "tem
     raise ValueError(f"convention {convention!r}: use 'templates' (mean of cosines) or 'embedding'")
 
 
-def delta_cos(term_cos: np.ndarray, neutral_cos: np.ndarray) -> np.ndarray:
-    """(n, terms) cos(image, term) - cos(image, neutral), in the paper's x100 units."""
-    return 100.0 * (term_cos - neutral_cos[:, None])
+def delta_cos(term_cos: np.ndarray, neutral_cos: np.ndarray, kind: str = "absolute") -> np.ndarray:
+    """(n, terms) cos(image, term) - cos(image, neutral), in the paper's x100 units; `relative`:
+    (cos(image, term) - cos(image, neutral)) / cos(image, neutral), x100 (the authors'
+    analysis/fig_4+s2.py, DELTA = "relative")."""
+    delta = term_cos - neutral_cos[:, None]
+    if kind == "relative":
+        return 100.0 * delta / neutral_cos[:, None]
+    if kind != "absolute":
+        raise ValueError(f"delta {kind!r}: use 'absolute' or 'relative'")
+    return 100.0 * delta
 
 
 def dimension_scores(deltas: np.ndarray, members: list[list[int]]) -> np.ndarray:
@@ -56,17 +62,15 @@ def dimension_scores(deltas: np.ndarray, members: list[list[int]]) -> np.ndarray
 
 
 # ----- group means and their bootstrap -----------------------------------------------------------
-resampled_means = row_mean_samples  # (n_boot, K) bootstrap means of the rows
-
-
-def mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator,
-            confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, ci_lo, ci_hi), each (K,), of the columns of `values` (n, K): percentile bootstrap."""
+def mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator, confidence: float = 0.95,
+            clusters: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, ci_lo, ci_hi), each (K,), of the columns of `values` (n, K): percentile bootstrap
+    over images, or over whole clusters (identities) when `clusters` is given."""
     alpha = (1 - confidence) / 2
     mean = values.mean(axis=0) if len(values) else np.full(values.shape[1], np.nan)
     if len(values) == 0 or n_boot <= 0:
         return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
-    lo, hi = np.quantile(resampled_means(values, n_boot, rng), [alpha, 1 - alpha], axis=0)
+    lo, hi = np.quantile(mean_samples(values, n_boot, rng, clusters), [alpha, 1 - alpha], axis=0)
     return mean, lo, hi
 
 

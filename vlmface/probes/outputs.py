@@ -9,7 +9,8 @@
     denigration.csv, labels.csv                                    (denigration)
     models/<model>.csv|.md   one wide table per model: groups x dimensions (or categories)
     comparison.csv|.md       per model: highest and lowest group of each dimension x factor
-    agreement.csv            per pair of models: Spearman rho of their group means, same extremes
+    model_differences.csv, gap_differences.csv, gap_groups.csv, rank_agreement.csv,
+    side_by_side.csv|.md     the paired model comparison (see `comparison`)
     plots/*.png|.svg
 """
 
@@ -26,8 +27,6 @@ import pandas as pd
 from vlmface.probes.social import ALL
 
 COMPARISON_COLUMNS = ["model", "measure", "group_col", "highest", "highest_value", "lowest", "lowest_value"]
-AGREEMENT_COLUMNS = ["measure", "group_col", "model_a", "model_b", "n_groups", "spearman", "same_highest",
-                     "same_lowest"]
 
 
 def safe_name(name: str) -> str:
@@ -80,26 +79,8 @@ def comparison(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def agreement(long: pd.DataFrame) -> pd.DataFrame:
-    """Per measure x factor x pair of models: Spearman rho of their group means, and whether
-    they put the same group on top and at the bottom."""
-    models = list(dict.fromkeys(long["model"]))
-    rows = []
-    parts = long[long["group_col"] != ALL]
-    for (measure, col), part in parts.groupby(["measure", "group_col"], sort=False):
-        table = part.pivot_table(index="group", columns="model", values="value", aggfunc="first").dropna()
-        for i, a in enumerate(models):
-            for b in models[i + 1:]:
-                if a not in table or b not in table or len(table) < 2:
-                    continue
-                rho = table[a].rank().corr(table[b].rank())
-                rows.append((measure, col, a, b, len(table), rho, table[a].idxmax() == table[b].idxmax(),
-                             table[a].idxmin() == table[b].idxmin()))
-    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
-
-
 def write_model_tables(out: Path, long: pd.DataFrame, extras: dict[str, pd.DataFrame],
-                       compared: pd.DataFrame, agreed: pd.DataFrame) -> None:
+                       compared: pd.DataFrame) -> None:
     names: dict[str, str] = {}
     for model in dict.fromkeys(long["model"]):
         name = safe_name(model)
@@ -107,7 +88,6 @@ def write_model_tables(out: Path, long: pd.DataFrame, extras: dict[str, pd.DataF
         names[model] = name
         write_table(wide_table(long, model, extras.get(model)), out / "models" / f"{name}.csv", markdown=True)
     write_table(compared, out / "comparison.csv", markdown=True)
-    write_table(agreed, out / "agreement.csv")
 
 
 # ----- plots -------------------------------------------------------------------------------------

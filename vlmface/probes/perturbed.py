@@ -49,7 +49,7 @@ def probe_sweep(probe: str | Path, task: str | Path, models: str | list[str], pe
         identity[p.name] = p.spec.identity
     settings = ScoreSettings(min_group_n=spec.min_group_n, n_boot=probe_kwargs.get("n_boot", 1000),
                              seed=probe_kwargs.get("seed", 0), confidence=probe_kwargs.get("confidence", 0.95))
-    factors = spec.settings_for(resolve_task(task)).factors
+    factors = spec.settings_for(resolve_task(task), probe_kwargs.get("preset")).factors
     groups = pd.read_csv(out / "samples.csv", dtype=str, keep_default_na=False)
     group_columns = [c for c in groups.columns if c in factors]
     written = []

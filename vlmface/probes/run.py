@@ -23,12 +23,13 @@ import pandas as pd
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import DataError, VlmfaceError
 from vlmface.perturb.apply import Perturbation
+from vlmface.probes import comparison as cmpw
 from vlmface.probes import denigration as dn
 from vlmface.probes import outputs as io
 from vlmface.probes import social
 from vlmface.probes.embeddings import ModelEmbeddings, embed
-from vlmface.probes.spec import (DatasetSettings, DenigrationSpec, SocialPerceptionSpec, load_probe,
-                                 resolve_task)
+from vlmface.probes.spec import (DEFAULT_PRESET, DatasetSettings, DenigrationSpec, SocialPerceptionSpec,
+                                 load_probe, resolve_task)
 from vlmface.tasks import TaskSpec
 
 SOCIAL_TABLES = ["deltas", "markedness", "ranking", "intersections", "extremes", "factor_pairs",
@@ -54,7 +55,7 @@ class ProbeResult:
         for model in m["models"]:
             stats = model["stats"]
             cache = stats.get("embedding_cache") or {}
-            lines.append(f"  {model['model']}: {stats.get('images_encoded', 0)} images encoded, "
+            lines.append(f"  {model['name']}: {stats.get('images_encoded', 0)} images encoded, "
                          f"{cache.get('hits', 0)} read from the cache, {stats.get('texts_encoded', 0)} texts")
         comparison = self.tables.get("comparison")
         if comparison is not None and len(comparison):
@@ -79,7 +80,7 @@ def _model_list(models: str | list[str]) -> list[str]:
 def _select(samples: list[Sample], task: TaskSpec, settings: DatasetSettings, limit: int | None,
             seed: int) -> tuple[list[Sample], dict[str, int]]:
     """Samples after the spec's exclusions and the stratified limit; counts left out per attribute."""
-    needed = [*settings.pair_factors(), *settings.intersections, *settings.exclude]
+    needed = [*settings.pair_factors(), *settings.intersections, *settings.exclude, *settings.uniform]
     for sample in samples[:1]:
         missing = [c for c in dict.fromkeys(needed) if c not in sample.labels]
         if missing:
@@ -95,14 +96,44 @@ def _select(samples: list[Sample], task: TaskSpec, settings: DatasetSettings, li
             excluded[hit] += 1
     if not kept:
         raise DataError(f"task {task.name!r}: every sample is excluded by the probe spec's exclude {settings.exclude}")
+    for attribute, least in settings.uniform.items():
+        kept = _uniform(kept, attribute, least, seed)
+        if not kept:
+            raise DataError(f"task {task.name!r}: no {attribute} value has {least} images (settings `uniform`)")
     return stratified_limit(kept, settings.factors, limit, seed), dict(excluded)
 
 
+def _uniform(samples: list[Sample], attribute: str, least: int, seed: int) -> list[Sample]:
+    """Values of `attribute` with >= `least` samples, each sampled down to the rarest kept
+    value's count (the authors' analysis/fig_5.py, utkface_prep); sample order kept."""
+    values = [str(s.labels.get(attribute)) for s in samples]
+    counts = Counter(values)
+    kept = {v for v, c in counts.items() if c >= least}
+    if not kept:
+        return []
+    size = min(counts[v] for v in kept)
+    rng = np.random.default_rng([seed, least])
+    chosen = set()
+    for value in sorted(kept):
+        members = [i for i, v in enumerate(values) if v == value]
+        chosen.update(int(i) for i in rng.choice(members, size, replace=False))
+    return [s for i, s in enumerate(samples) if i in chosen]
+
+
 def _factor_table(samples: list[Sample], settings: DatasetSettings) -> pd.DataFrame:
-    columns = list(dict.fromkeys([*settings.pair_factors(), *settings.intersections]))
+    columns = list(dict.fromkeys([*settings.pair_factors(), *settings.intersections, *settings.measures_exclude]))
     table = pd.DataFrame({c: [str(s.labels[c]) for s in samples] for c in columns})
     table.insert(0, "sample_id", [s.id for s in samples])
     return table
+
+
+def _digests(embedded: list[ModelEmbeddings], used: list[int]) -> list[str]:
+    """Each used image's pixel sha256 (every model decoded the same pixels)."""
+    digests = [embedded[0].digests[i] for i in used]
+    for e in embedded[1:]:
+        if [e.digests[i] for i in used] != digests:
+            raise DataError(f"model {e.model!r} decoded other pixels than {embedded[0].model!r} for the same samples")
+    return digests
 
 
 def _levels(task: TaskSpec, table: pd.DataFrame, settings: DatasetSettings) -> dict[str, list[str]]:
@@ -120,16 +151,29 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
           source: str | None = None, limit: int | None = None, seed: int = 0, out: str | Path = "results/probe",
           n_boot: int = 1000, confidence: float = 0.95, convention: str | None = None, device: str = "auto",
           dtype: str | None = None, batch_size: int | None = None, cache_dir: str | Path | None | bool = None,
-          plots: bool = True, perturbation: Perturbation | None = None) -> ProbeResult:
+          plots: bool = True, perturbation: Perturbation | None = None, names: str | list[str] | None = None,
+          preset: str | None = None, delta: str | None = None,
+          contrasts: dict[str, tuple[str, str]] | None = None) -> ProbeResult:
     """Run a probe spec (name in tasks/probes/ or path) on a task with each model; write OUT.
     cache_dir: image-embedding cache root (None: OUT/.cache; False: none). perturbation: applied
-    to the selected images as they are decoded (the same images as the clean probe's)."""
+    to the selected images as they are decoded (the same images as the clean probe's).
+    names: display names of the models in every table and plot (default: alias or last path
+    component). preset: the spec's dataset settings to use (default 'toolkit'; 'paper': the
+    authors' protocol). delta: 'absolute' or 'relative' (default: the spec's). contrasts: the
+    gap of a factor taken between two chosen groups ({column: (g1, g2)})."""
     started = datetime.now(timezone.utc)
     clock = _Clock()
     spec = load_probe(probe)
     task_spec = resolve_task(task)
-    settings = spec.settings_for(task_spec)
+    preset = preset or DEFAULT_PRESET
+    settings = spec.settings_for(task_spec, preset)
     model_names = _model_list(models)
+    shown = cmpw.display_names(model_names, names)
+    if delta not in (None, "absolute", "relative"):
+        raise VlmfaceError(f"--delta {delta!r}: use absolute or relative")
+    if delta and not isinstance(spec, SocialPerceptionSpec):
+        raise VlmfaceError(f"--delta: probe {spec.name!r} is a {spec.method} probe; delta applies to social perception")
+    source = source or settings.source
     out = Path(out)
     loaded = load_samples(task_spec, source, data_dir)
     samples, excluded = _select(loaded.samples, task_spec, settings, limit, seed)
@@ -147,21 +191,33 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
     clock.lap("embed")
     table = _factor_table([samples[i] for i in used], settings)
     levels = _levels(task_spec, table, settings)
-    analysed = _analyse(spec, settings, task_spec, embedded, used, table, levels, klasses, n_boot=n_boot,
-                        confidence=confidence, seed=seed, convention=convention)
-    tables = {**analysed.tables, "comparison": io.comparison(analysed.long), "agreement": io.agreement(analysed.long)}
+    analysed = _analyse(spec, settings, task_spec, embedded, shown, used, table, levels, klasses, n_boot=n_boot,
+                        confidence=confidence, seed=seed, convention=convention, delta=delta)
+    tables = {**analysed.tables, "comparison": io.comparison(analysed.long)}
     clock.lap("analyse")
     out.mkdir(parents=True, exist_ok=True)
-    io.write_table(table, out / "samples.csv")
+    io.write_table(table.assign(pixel_sha256=_digests(embedded, used)), out / "samples.csv")
     for name, frame in analysed.tables.items():
         io.write_table(frame, out / f"{name}.csv")
-    io.write_model_tables(out, analysed.long, analysed.extras, tables["comparison"], tables["agreement"])
+    io.write_model_tables(out, analysed.long, analysed.extras, tables["comparison"])
     written = _plots(out, spec, tables) if plots else []
+    measured = table[social.measure_rows(table, settings)] if isinstance(spec, SocialPerceptionSpec) else None
+    compared, compare_plots = cmpw.write_comparison(
+        out, tables, measured, list(settings.factors), levels, shown, n_boot=n_boot, confidence=confidence,
+        seed=seed, cluster=settings.identity, contrasts=contrasts, plots=plots)
+    tables.update(compared)
+    written += compare_plots
     clock.lap("write")
     manifest = _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started,
                          data_dir=data_dir, source=source, limit=limit, seed=seed, n_boot=n_boot,
                          confidence=confidence, convention=convention or getattr(spec, "convention", None),
                          cache=cache)
+    manifest["models"] = [{"name": name, **entry} for name, entry in zip(shown, manifest["models"])]
+    manifest["preset"] = preset
+    manifest["spec"] = cmpw.spec_fingerprint(spec, preset, convention, delta)
+    manifest["bootstrap"] = {"unit": f"cluster ({settings.identity})" if settings.identity else "image",
+                             "n_boot": n_boot, "confidence": confidence, "seed": seed}
+    manifest["contrasts"] = {c: list(g) for c, g in (contrasts or {}).items()}
     if perturbation is not None:
         manifest["perturbation"] = perturbation.describe()
     manifest["timings"] = clock.laps
@@ -196,21 +252,21 @@ class _Analysed:
     extras: dict[str, pd.DataFrame]  # model -> extra columns of its wide table, by group
 
 
-def _analyse(spec, settings, task_spec, embedded, used, table, levels, klasses, *, n_boot, confidence, seed,
-             convention) -> _Analysed:
+def _analyse(spec, settings, task_spec, embedded, shown, used, table, levels, klasses, *, n_boot, confidence,
+             seed, convention, delta) -> _Analysed:
     per_model: list[dict[str, pd.DataFrame]] = []
     if isinstance(spec, SocialPerceptionSpec):
         pairs = social.factor_pairs(table, settings, spec.pairs.n, seed)
-        for e in embedded:
-            per_model.append(social.analyse(e.model, e.images[used], e.vectors, spec, settings, table, levels,
+        for e, name in zip(embedded, shown):
+            per_model.append(social.analyse(name, e.images[used], e.vectors, spec, settings, table, levels,
                                             pairs, n_boot=n_boot, confidence=confidence, seed=seed,
-                                            convention=convention))
+                                            convention=convention, delta=delta))
         tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in SOCIAL_TABLES}
-        extras = {e.model: t["markedness"][["group_col", "group", "markedness"]]
-                  for e, t in zip(embedded, per_model)}
+        extras = {name: t["markedness"][["group_col", "group", "markedness"]]
+                  for name, t in zip(shown, per_model)}
         return _Analysed(tables, io.dimension_long(tables["deltas"]), extras)
-    for e in embedded:
-        per_model.append(dn.analyse(e.model, e.images[used], e.vectors, spec, klasses, table,
+    for e, name in zip(embedded, shown):
+        per_model.append(dn.analyse(name, e.images[used], e.vectors, spec, klasses, table,
                                     list(settings.factors), levels, n_boot=n_boot, confidence=confidence,
                                     seed=seed))
     tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in ("denigration", "labels")}

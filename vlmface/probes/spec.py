@@ -10,6 +10,7 @@ how each task's samples are read. Errors name the file, the field and the fix.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -27,6 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Ranking(_Strict):
+    """How Skew@k, MaxSkew@k and NDKL rank the images and what shares they expect."""
+
+    k: list[int] = Field(default_factory=lambda: [100, 1000])
+    target: Literal["observed", "uniform"] = "observed"  # the desired group shares of Skew@k / NDKL
+    score: Literal["delta", "raw"] = "delta"  # rank by the dimension's delta cosine, or its raw cosine (paper)
+    groups: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> label -> ranked group;
+    #                                  images whose label is not listed are not ranked (e.g. Asian = East + SE)
+    balance: list[str] = Field(default_factory=list)  # downsample every cell of these attributes to equal size
+    balance_seed: int = 42
+
+
 class DatasetSettings(_Strict):
     """How one task's samples enter a probe (a probe spec's `datasets.<task name>`)."""
 
@@ -38,6 +51,12 @@ class DatasetSettings(_Strict):
     intersections: list[str] = Field(default_factory=list)  # default: the factors
     min_distance: dict[str, float] = Field(default_factory=dict)  # factor -> least |a - b| of a pair
     people: list[str] = Field(default_factory=list)  # denigration: attributes whose labels make the classes
+    ranking: Ranking | None = None  # overrides the spec's `ranking` for this task
+    measures_exclude: dict[str, list[str]] = Field(default_factory=dict)  # left out of group means, markedness
+    #                    and rankings but kept for the factor pairs (e.g. CausalFace: the age subset only)
+    source: str | None = None  # the task source used when the command line names none
+    uniform: dict[str, int] = Field(default_factory=dict)  # attribute -> least images per value: values with
+    #                    fewer are dropped, the others sampled down to the rarest kept value's count
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSettings:
@@ -59,7 +78,10 @@ class DatasetSettings(_Strict):
         known = task.attributes
         named = {"factors": factors, "intersections": resolved.intersections, "exclude": list(self.exclude),
                  "min_distance": list(self.min_distance), "people": self.people,
-                 "identity": [self.identity] if self.identity else []}
+                 "identity": [self.identity] if self.identity else [],
+                 "measures_exclude": list(self.measures_exclude), "uniform": list(self.uniform),
+                 "ranking.groups": list(self.ranking.groups) if self.ranking else [],
+                 "ranking.balance": list(self.ranking.balance) if self.ranking else []}
         for field_name, names in named.items():
             unknown = [n for n in names if n not in known]
             if unknown:
@@ -68,15 +90,21 @@ class DatasetSettings(_Strict):
         if not factors:
             raise SpecError(f"{where}.factors: task {task.name!r} declares no group_columns; list the "
                             "attributes whose groups the probe compares")
-        for attribute, labels in self.exclude.items():
-            spec = known[attribute]
-            bad = [label for label in labels if spec.labels and label not in spec.labels]
-            if bad:
-                raise SpecError(f"{where}.exclude.{attribute}: unknown label(s) {bad}; labels are {spec.labels}")
+        for field_name, mapping in (("exclude", self.exclude), ("measures_exclude", self.measures_exclude),
+                                    ("ranking.groups", self.ranking.groups if self.ranking else {})):
+            for attribute, labels in mapping.items():
+                spec = known[attribute]
+                bad = [label for label in labels if spec.labels and label not in spec.labels]
+                if bad:
+                    raise SpecError(f"{where}.{field_name}.{attribute}: unknown label(s) {bad}; labels are "
+                                    f"{spec.labels}")
         for attribute in [*factors, *self.people]:
             if known[attribute].kind == "numeric" and attribute != self.identity:
                 raise SpecError(f"{where}: {attribute!r} is numeric; use a binned (ordinal) attribute as a factor")
         return resolved
+
+
+DEFAULT_PRESET = "toolkit"  # a spec's `datasets`: the toolkit's own protocol
 
 
 class _ProbeBase(_Strict):
@@ -84,19 +112,34 @@ class _ProbeBase(_Strict):
     kind: Literal["probe"]
     description: str = ""
     datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
+    presets: dict[str, dict[str, DatasetSettings]] = Field(default_factory=dict)  # name -> task -> settings
     path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_presets(self) -> _ProbeBase:
+        if DEFAULT_PRESET in self.presets:
+            raise ValueError(f"presets: {DEFAULT_PRESET!r} is the name of `datasets`; name the preset otherwise")
+        return self
 
     @property
     def where(self) -> str:
         return str(self.path) if self.path else f"probe {self.name!r}"
 
-    def settings_for(self, task: TaskSpec) -> DatasetSettings:
-        return self.datasets.get(task.name, DatasetSettings()).resolve(task, f"{self.where}: datasets.{task.name}")
+    @property
+    def preset_names(self) -> list[str]:
+        return [DEFAULT_PRESET, *self.presets]
 
-
-class Ranking(_Strict):
-    k: list[int] = Field(default_factory=lambda: [100, 1000])
-    target: Literal["observed", "uniform"] = "observed"  # the desired group shares of Skew@k / NDKL
+    def settings_for(self, task: TaskSpec, preset: str | None = None) -> DatasetSettings:
+        """The task's settings under `preset` (default: the toolkit's, the spec's `datasets`)."""
+        preset = preset or DEFAULT_PRESET
+        if preset == DEFAULT_PRESET:
+            return self.datasets.get(task.name, DatasetSettings()).resolve(task, f"{self.where}: datasets.{task.name}")
+        if preset not in self.presets:
+            raise SpecError(f"{self.where}: no preset {preset!r}; its presets are {self.preset_names}")
+        if task.name not in self.presets[preset]:
+            raise SpecError(f"{self.where}: preset {preset!r} has no settings for task {task.name!r} (it has "
+                            f"{sorted(self.presets[preset])}); use --preset {DEFAULT_PRESET} or add them")
+        return self.presets[preset][task.name].resolve(task, f"{self.where}: presets.{preset}.{task.name}")
 
 
 class Pairs(_Strict):
@@ -110,6 +153,7 @@ class SocialPerceptionSpec(_ProbeBase):
     templates: list[str]
     neutral: list[str] = Field(default_factory=list)  # default: the templates with the term removed
     convention: Literal["templates", "embedding"] = "templates"
+    delta: Literal["absolute", "relative"] = "absolute"  # cos - blank, or (cos - blank) / blank (paper Fig. 4)
     dimensions: dict[str, list[str]]
     control: list[str] = Field(default_factory=list)
     group_words: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> label -> word
@@ -169,7 +213,20 @@ class DenigrationSpec(_ProbeBase):
         return self
 
     def prompts(self, label: str) -> list[str]:
-        return [t.replace("{label}", label) for t in self.templates]
+        """Each template filled with `label`; an 'a'/'A' right before the slot becomes 'an'/'An'
+        before a vowel ("a photo of an animal.")."""
+        article = indefinite_article(label)
+        return [_ARTICLE_SLOT.sub(lambda m: (article if m.group(1) == "a" else article.capitalize()) + " " + label, t)
+                .replace("{label}", label) for t in self.templates]
+
+
+_ARTICLE_SLOT = re.compile(r"\b([aA]) \{label\}")
+
+
+def indefinite_article(phrase: str) -> str:
+    """'an' before a vowel letter (animal, East Asian, Indian, orangutan), else 'a'. A letter
+    rule: words whose sound differs from their spelling (an hour, a unicorn) are not special-cased."""
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
 ProbeSpec = Annotated[Union[SocialPerceptionSpec, DenigrationSpec], Field(discriminator="method")]
@@ -185,8 +242,17 @@ def _check_templates(templates: list[str], slot: str, field_name: str) -> None:
 
 
 def probe_dirs() -> list[Path]:
-    """tasks/probes/ inside each task directory ($VLMFACE_TASKS, ./tasks, this checkout's tasks)."""
+    """probes/ inside each task folder ($VLMFACE_TASKS, then the shipped tasks/)."""
     return [d / PROBES_SUBDIR for d in task_dirs() if (d / PROBES_SUBDIR).is_dir()]
+
+
+def probe_dataset_dirs() -> list[Path]:
+    """probes/datasets/ inside each task folder: probe-only datasets (task specs)."""
+    return [d / DATASETS_SUBDIR for d in probe_dirs() if (d / DATASETS_SUBDIR).is_dir()]
+
+
+def available_probe_datasets() -> dict[str, Path]:
+    return find_specs(probe_dataset_dirs())
 
 
 def available_probes() -> dict[str, Path]:
@@ -219,7 +285,7 @@ def resolve_task(name_or_path: str | Path) -> TaskSpec:
     except SpecError as exc:
         if not str(exc).startswith("unknown task"):
             raise
-        extra = find_specs([d / DATASETS_SUBDIR for d in probe_dirs() if (d / DATASETS_SUBDIR).is_dir()])
+        extra = available_probe_datasets()
         if str(name_or_path) in extra:
             return load_task(extra[str(name_or_path)])
         raise SpecError(f"{exc}; probe-only datasets (tasks/probes/datasets/): "

@@ -18,7 +18,7 @@ import pandas as pd
 
 from vlmface.report import fairness_plots
 from vlmface.report.collect import Collection
-from vlmface.report.gallery import Plot, _stem, single_group_columns
+from vlmface.report.gallery import Plot, plot_stem, single_group_columns
 from vlmface.scoring.metrics import REGISTRY
 
 ROBUSTNESS_LEVELS = Path("robustness") / "levels.csv"
@@ -130,15 +130,15 @@ def _run_plots(collection: Collection, run_id: str) -> Iterator[Plot]:
             continue
         where, groups = f"fairness · {run_id}", attr["by_group"][col]
         if attr["overall"].get("reliability"):
-            yield Plot(where, _stem("reliability", run_id, name, col), f"{name}: reliability curves by {col}",
+            yield Plot(where, plot_stem("reliability", run_id, name, col), f"{name}: reliability curves by {col}",
                        lambda g=groups, o=attr["overall"], t=f"{name}: calibration by {col}":
                        fairness_plots.plot_reliability(g, o, t))
         if any(r.get("mean_error") is not None for r in groups.values()):
-            yield Plot(where, _stem("signed_error", run_id, name, col), f"{name}: signed error by {col}",
+            yield Plot(where, plot_stem("signed_error", run_id, name, col), f"{name}: signed error by {col}",
                        lambda g=groups, t=f"{name}: who is aged up / down, by {col}":
                        fairness_plots.plot_signed_error(g, t))
         if any(any(v is not None for v in (r.get("tpr") or {}).values()) for r in groups.values()):
-            yield Plot(where, _stem("class_rates", run_id, name, col), f"{name}: TPR and FPR per class by {col}",
+            yield Plot(where, plot_stem("class_rates", run_id, name, col), f"{name}: TPR and FPR per class by {col}",
                        lambda g=groups, labels=attr["labels"], t=f"{name}: per-class rates by {col}":
                        fairness_plots.plot_class_rates(g, labels, t))
 
@@ -149,7 +149,7 @@ def _robustness_plots(collection: Collection) -> Iterator[Plot]:
         overall = levels[levels["group_column"] == "all"]
         name = path.parent.parent.relative_to(collection.results_dir).as_posix()
         for (attribute, perturbation), rows in overall.groupby(["attribute", "perturbation"], sort=False):
-            yield Plot(f"robustness · {name}", _stem("robustness", name, attribute, perturbation),
+            yield Plot(f"robustness · {name}", plot_stem("robustness", name, attribute, perturbation),
                        f"{attribute} under {perturbation}: accuracy, answered accuracy, answer errors",
                        lambda r=rows, t=f"{attribute} under {perturbation}": fairness_plots.plot_robustness(r, t))
 

@@ -32,6 +32,9 @@ def _stem(*parts: str) -> str:
     return "__".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p).strip("_") for p in parts)
 
 
+plot_stem = _stem  # public: other plot plans (vlmface.report.fairness) name their files the same way
+
+
 def single_group_columns(collection: Collection, run_ids) -> list[str]:
     """The scorer's group columns of these runs (no intersections), in task order."""
     columns: dict[str, None] = {}
@@ -103,6 +106,24 @@ def _social(collection: Collection) -> Iterator[Plot]:
             yield Plot(f"social perception · {name}", _stem("factor_effects", name),
                        "factor effects, spread of group means (max - min) per dimension",
                        lambda e=effects, n=name: social_plots.plot_factor_effects(e, f"{n}: factor effects"))
+        yield from _model_comparison(path.parent, deltas, name)
+
+
+def _model_comparison(folder, deltas, name: str) -> Iterator[Plot]:
+    """A probe (or probe-compare) folder of several models: the paired differences and the heatmap."""
+    differences = folder / "model_differences.csv"
+    if differences.is_file():
+        frame = pd.read_csv(differences, dtype={"group": str, "model_a": str, "model_b": str},
+                            keep_default_na=False, na_values={c: [""] for c in ("diff", "ci_lo", "ci_hi",
+                                                                                "p_value", "p_holm")})
+        if len(frame):
+            yield Plot(f"social perception · {name}", _stem("model_differences", name),
+                       "paired model differences (B - A) of each group's mean, with 95% CIs; filled: Holm p < 0.05",
+                       lambda f=frame, n=name: social_plots.plot_difference_forest(f, f"{n}: paired differences"))
+    if social_plots.dimension_means(deltas)["model"].nunique() >= 2:
+        yield Plot(f"social perception · {name}", _stem("model_heatmap", name),
+                   "group means per model and dimension (delta cosine x100)",
+                   lambda d=deltas, n=name: social_plots.plot_model_heatmap(d, f"{n}: group means per model"))
 
 
 def plan(collection: Collection) -> list[Plot]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from vlmface.errors import VlmfaceError
 from vlmface.scoring.groups import groupings
+from vlmface.scoring.index import write_index
 from vlmface.scoring.load import AttributeData, RunData, load_run
 from vlmface.scoring.metrics import REGISTRY, families_for, group_context
 from vlmface.scoring.outcomes import outcomes
@@ -71,5 +72,5 @@ def score_run(run_dir: str | Path, *, min_group_n: int = 30, n_boot: int = 1000,
         family.finish_run(metrics)
     metrics = json_ready(metrics)
     write_json(run_dir / METRICS_FILE, metrics)
-    write_tables(run_dir, metrics)
+    write_index(run_dir, metrics, write_tables(run_dir, metrics))
     return metrics

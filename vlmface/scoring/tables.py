@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vlmface.run_record import METRICS_FILE, write_atomic  # noqa: F401  (METRICS_FILE re-exported)
+from vlmface.scoring.metrics import REGISTRY, safe_name
 
 TABLES_DIR = "tables"
 
@@ -47,11 +47,6 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
     write_atomic(path, text + "\n")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
-
-
-safe_name = _safe
 
 
 def _flatten(row: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +64,7 @@ def _flatten(row: dict[str, Any]) -> dict[str, Any]:
 
 def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """Every table of one attribute, keyed by file stem."""
-    stem = _safe(attr)
+    stem = safe_name(attr)
     overall = metrics["overall"]
     tables = {f"{stem}__overall": pd.DataFrame([_flatten(overall)])}
     if "per_class" in overall:
@@ -79,13 +74,11 @@ def attribute_tables(attr: str, metrics: dict[str, Any]) -> dict[str, pd.DataFra
             overall["confusion"], orient="index").rename_axis("truth").reset_index()
     for col, groups in metrics["by_group"].items():
         rows = [{"group": value, **_flatten(row)} for value, row in groups.items()]
-        tables[f"{stem}__by_{_safe(col)}"] = pd.DataFrame(rows)
+        tables[f"{stem}__by_{safe_name(col)}"] = pd.DataFrame(rows)
     rows = [{"group_column": col, **_flatten(row), **_flatten_test(row)}
             for col, row in metrics["disparity"].items()]
     if rows:
         tables[f"{stem}__disparity"] = pd.DataFrame(rows)
-    from vlmface.scoring.metrics import REGISTRY
-
     for family in REGISTRY.values():  # each metric family's own tables
         tables.update(family.tables(stem, metrics))
     return tables

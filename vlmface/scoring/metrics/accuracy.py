@@ -14,7 +14,7 @@ from vlmface.scoring.bootstrap import percentile_ci, proportion_ci, proportion_s
 from vlmface.scoring.classification import overall_classification, status_block
 from vlmface.scoring.groups import GroupScore, _accuracy_score, _disparity, _mae_score
 from vlmface.scoring.load import AttributeData
-from vlmface.scoring.metrics import GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 from vlmface.scoring.numeric import overall_numeric
 from vlmface.scoring.outcomes import Outcomes, ratio
 from vlmface.scoring.settings import ScoreSettings

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vlmface.scoring.load import OK, AttributeData
-from vlmface.scoring.metrics import KINDS_WITH_LABELS, GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import KINDS_WITH_LABELS, GroupContext, MetricFamily, register
 from vlmface.scoring.outcomes import Outcomes
 from vlmface.scoring.settings import ScoreSettings
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vlmface.scoring.metrics import KINDS_WITH_LABELS, GroupContext, MetricFamily, min_cell_of, register
+from vlmface.scoring.metrics.base import (KINDS_WITH_LABELS, GroupContext, MetricFamily, min_cell_of, register,
+                                          safe_name)
 from vlmface.scoring.metrics.rates import confusion_by_group
 
 NO_ANSWER = "<no answer>"
@@ -49,8 +50,6 @@ class Directional(MetricFamily):
 
     def tables(self, stem: str, attr: dict[str, Any]) -> dict[str, pd.DataFrame]:
         """<attr>__predicted_as_by_<col>: group x truth rows, one column per answer."""
-        from vlmface.scoring.tables import safe_name
-
         found = {}
         for col, groups in attr["by_group"].items():
             rows = []

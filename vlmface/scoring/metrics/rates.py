@@ -33,7 +33,8 @@ import pandas as pd
 
 from vlmface.scoring.bootstrap import CHUNK_CELLS, percentile_ci, rng_for
 from vlmface.scoring.load import OK
-from vlmface.scoring.metrics import KINDS_WITH_LABELS, GroupContext, MetricFamily, cell_note, min_cell_of, register
+from vlmface.scoring.metrics.base import (KINDS_WITH_LABELS, GroupContext, MetricFamily, cell_note, min_cell_of,
+                                          register, safe_name)
 
 RATES = ("selection_rate", "tpr", "fpr")
 
@@ -147,7 +148,8 @@ class ClassRates(MetricFamily):
         tpr, fpr = _spread(masked["tpr"]), _spread(masked["fpr"])
         if result["eodds_gap"] is not None:
             j = labels.index(result["eodds_gap_label"])
-            result["eodds_gap_rate"] = "tpr" if np.nan_to_num(tpr[j], nan=-1) >= np.nan_to_num(fpr[j], nan=-1) else "fpr"
+            larger_tpr = np.nan_to_num(tpr[j], nan=-1) >= np.nan_to_num(fpr[j], nan=-1)
+            result["eodds_gap_rate"] = "tpr" if larger_tpr else "fpr"
         else:
             result["eodds_gap_rate"] = None
         result["eo_gap"], result["eo_gap_class"] = result["tpr_gap"], result["tpr_gap_label"]
@@ -155,8 +157,6 @@ class ClassRates(MetricFamily):
 
     def tables(self, stem: str, attr: dict[str, Any]) -> dict[str, pd.DataFrame]:
         """<attr>__rates_by_<col>: group x label rows, "n < 10" where a rate was left out."""
-        from vlmface.scoring.tables import safe_name
-
         min_cell_n = min_cell_of(attr)
         found = {}
         for col, groups in attr["by_group"].items():

@@ -20,7 +20,7 @@ from scipy import stats
 from vlmface.errors import VlmfaceError
 from vlmface.scoring.bootstrap import percentile_ci
 from vlmface.scoring.load import OK
-from vlmface.scoring.metrics import GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 from vlmface.scoring.metrics.accuracy import group_score
 
 

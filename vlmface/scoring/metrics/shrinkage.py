@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmface.scoring.metrics import GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 
 FULL_POOLING = 1e9  # a + b when the cells show no extra-binomial variation
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from vlmface.scoring.bootstrap import mean_samples, percentile_ci, rng_for
 from vlmface.scoring.load import OK, AttributeData
-from vlmface.scoring.metrics import GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 from vlmface.scoring.outcomes import Outcomes
 from vlmface.scoring.settings import ScoreSettings
 

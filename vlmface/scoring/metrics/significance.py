@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats
 
 from vlmface.scoring.bootstrap import rng_for
-from vlmface.scoring.metrics import GroupContext, MetricFamily, register
+from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 
 MIN_EXPECTED = 5
 
