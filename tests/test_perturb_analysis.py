@@ -231,7 +231,7 @@ def _flips_differ_from_drops() -> Paired:
 
 
 def test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws():
-    rows, _ = analyze_paired(_flips_differ_from_drops(), ScoreSettings(n_boot=4000, seed=3))
+    rows, _ = analyze_paired(_flips_differ_from_drops(), ScoreSettings(n_boot=4000, seed=3))  # _: interactions
     row = next(r for r in rows if r["group_column"] == "all" and not r["clean"])
     assert row["drop"] == pytest.approx(0.05) and row["flip_rate"] == pytest.approx(0.45)
     assert row["accuracy"] == pytest.approx(0.55)
@@ -247,3 +247,16 @@ def test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws():
     assert by_group["X"]["drop"] == pytest.approx(0.30) and by_group["X"]["flip_rate"] == pytest.approx(0.30)
     assert by_group["Y"]["drop"] == pytest.approx(-0.20) and by_group["Y"]["flip_rate"] == pytest.approx(0.60)
     assert by_group["Y"]["flip_rate_ci_lo"] < 0.60 < by_group["Y"]["flip_rate_ci_hi"]
+    [pair] = [r for r in _ if r["group_column"] == "g"]
+    assert (pair["group_a"], pair["group_b"]) == ("X", "Y") and pair["interaction"] == pytest.approx(0.5)
+    assert pair["interaction_ci_lo"] > 0 and pair["ci_excludes_zero"] is True
+
+
+def test_an_interaction_whose_ci_spans_zero_is_not_flagged():
+    paired = _flips_differ_from_drops()
+    paired.groups = {"g": pd.Categorical(np.tile(["X", "Y"], 100))}  # both groups alike: no interaction
+    _, pairs = analyze_paired(paired, ScoreSettings(n_boot=2000, seed=4))
+    [pair] = pairs
+    assert pair["interaction_ci_lo"] < pair["interaction"] < pair["interaction_ci_hi"]
+    assert pair["ci_excludes_zero"] == bool(pair["interaction_ci_lo"] > 0 or pair["interaction_ci_hi"] < 0)
+    assert pair["interaction_ci_lo"] < 0 < pair["interaction_ci_hi"] and pair["ci_excludes_zero"] is False

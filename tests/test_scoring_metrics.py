@@ -202,3 +202,14 @@ def test_macro_f1_counts_a_label_that_is_predicted_but_never_true(tmp_path):
         skm.f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0), abs=1e-3)
     assert overall["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(truth, pred), abs=TOL)
     assert overall["per_class"]["fear"]["f1"] == 0.0 and overall["per_class"]["fear"]["support"] == 0
+
+
+def test_intersections_go_only_as_deep_as_asked(tmp_path):
+    records = planted_records(np.random.default_rng(9), 40)
+    for i, r in enumerate(records):
+        r["groups"]["age"] = ("young", "old")[i % 2]
+    run_dir = write_run(tmp_path, records, run_json(group_columns=("race", "gender", "age")))
+    by_group = score_run(run_dir, n_boot=20)["attributes"]["emotion"]["by_group"]
+    assert set(by_group) == {"race", "gender", "age", "racexgender", "racexage", "genderxage"}
+    white_female = [r for r in records if r["groups"]["race"] == "White" and r["groups"]["gender"] == "Female"]
+    assert by_group["racexgender"]["White x Female"]["n"] == len(white_female)
