@@ -181,7 +181,7 @@ def test_normalize():
 
 @pytest.mark.parametrize("question,text,label", [
     # the JSON object is read first: the free text would name both White and Black (ambiguous)
-    (RACE6, '{"race": "White", "note": "not Black"}', "White"),
+    (RACE6, '{"race": "White", "first_guess": "Black"}', "White"),
     (RACE6, 'Answer: {"race": "Black", "note": "not White"}', "Black"),
     # a field named by a prefix of the attribute (3+ letters): "ages" for age5
     (AGE5, '{"ages": "40-59", "confidence": "not 20-39"}', "40-59"),
