@@ -184,9 +184,9 @@ def test_normalize():
     (RACE6, '{"race": "White", "first_guess": "Black"}', "White"),
     (RACE6, 'Answer: {"race": "Black", "note": "not White"}', "Black"),
     # a field named by a prefix of the attribute (3+ letters): "ages" for age5
-    (AGE5, '{"ages": "40-59", "confidence": "not 20-39"}', "40-59"),
+    (AGE5, '{"ages": "40-59", "first_guess": "20-39"}', "40-59"),
     # a single-field object whose field is not named after the attribute: its one value
-    (GENDER, '{"answer": "female"}', "Female"),
+    (GENDER, '{"male_or_female": "female"}', "Female"),
 ])
 def test_json_answers_are_read_by_field(question, text, label):
     answer = parse_answer(text, question)
