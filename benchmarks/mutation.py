@@ -40,6 +40,8 @@ TARGETS: dict[str, list[str]] = {
                                "tests/test_scoring_errors.py"],
     "vlmface/parse.py": ["tests/test_parse.py", "tests/test_vocabulary_coverage.py"],
     "vlmface/perturb/stats.py": ["tests/test_perturb_analysis.py::test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws",
+                                 "tests/test_perturb_analysis.py::test_an_interaction_whose_ci_spans_zero_is_not_flagged",
+                                 "tests/test_perturb_analysis.py::test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images",
                                  "tests/test_perturb_analysis.py::test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate"],
 }
 

@@ -260,3 +260,15 @@ def test_an_interaction_whose_ci_spans_zero_is_not_flagged():
     assert pair["interaction_ci_lo"] < pair["interaction"] < pair["interaction_ci_hi"]
     assert pair["ci_excludes_zero"] == bool(pair["interaction_ci_lo"] > 0 or pair["interaction_ci_hi"] < 0)
     assert pair["interaction_ci_lo"] < 0 < pair["interaction_ci_hi"] and pair["ci_excludes_zero"] is False
+
+
+def test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images():
+    paired = _flips_differ_from_drops()
+    errors = np.column_stack([np.arange(200) % 7, np.arange(200) % 5]).astype(float)
+    errors[:10, 1] = np.nan  # not answered at level 2
+    paired.abs_error = errors
+    rows, _ = analyze_paired(paired, ScoreSettings(n_boot=50, seed=5))
+    overall = {r["level"]: r["mae"] for r in rows if r["group_column"] == "all"}
+    assert overall[1.0] == pytest.approx(np.mean(errors[:, 0])) and overall[2.0] == pytest.approx(np.nanmean(errors[:, 1]))
+    x = next(r for r in rows if r["group"] == "X" and r["level"] == 2.0)
+    assert x["mae"] == pytest.approx(np.nanmean(errors[:100, 1]))
