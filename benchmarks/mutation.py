@@ -139,14 +139,14 @@ class _Sites(ast.NodeTransformer):
         return node
 
 
-def mutants_of(module: str) -> list[Mutant]:
+def mutants_of(module: str, root: Path = ROOT) -> list[Mutant]:
     sites = _Sites()
-    sites.visit(ast.parse((ROOT / module).read_text(encoding="utf-8")))
+    sites.visit(ast.parse((root / module).read_text(encoding="utf-8")))
     return [Mutant(module, index, line, change) for index, line, change in sites.found]
 
 
-def mutated_source(mutant: Mutant) -> str:
-    tree = _Sites(mutant.index).visit(ast.parse((ROOT / mutant.module).read_text(encoding="utf-8")))
+def mutated_source(mutant: Mutant, original: str) -> str:
+    tree = _Sites(mutant.index).visit(ast.parse(original))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
@@ -181,16 +181,16 @@ def run(modules: list[str], per_module: int, seed: int, timeout: float) -> dict[
     try:
         for module in modules:
             tests = TARGETS[module]
-            original = (ROOT / module).read_text(encoding="utf-8")
+            original = (copy / module).read_text(encoding="utf-8")  # the snapshot: edits to the tree meanwhile do not leak in
             if not _run_tests(copy, tests, timeout):
                 print(f"{module}: its tests fail without a mutant; fix them first", flush=True)
                 continue
-            every = mutants_of(module)
+            every = mutants_of(module, copy)
             chosen = sorted(random.Random(seed).sample(every, per_module), key=lambda m: m.index) \
                 if 0 < per_module < len(every) else every
             killed, survivors = 0, []
             for mutant in chosen:
-                (copy / module).write_text(mutated_source(mutant), encoding="utf-8")
+                (copy / module).write_text(mutated_source(mutant, original), encoding="utf-8")
                 started = time.perf_counter()
                 dead = not _run_tests(copy, tests, timeout)
                 killed += dead
