@@ -14,7 +14,7 @@ EVAL_ARGS = --task $(TASK) --model $(MODEL) --out $(OUT) \
 	$(if $(PROMPT),--prompt $(PROMPT)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SOURCE),--source $(SOURCE)) $(EXTRA)
 
-.PHONY: install eval score report test validate bench
+.PHONY: install eval score report test validate bench mutants
 
 # torch and torchvision in one call first, pinned to the builds this project is tested with (as
 # .ci/run does), so pip picks a matching pair before the project's extras need them. Override with
@@ -52,3 +52,8 @@ test: $(INSTALLED)
 
 bench:
 	$(PYTHON) benchmarks/score_bench.py
+
+# Mutation testing (not CI): share of sampled mutants killed per module; see docs/mutation-testing.md.
+MUTANTS ?= 20
+mutants:
+	$(PYTHON) benchmarks/mutation.py --per-module $(MUTANTS)

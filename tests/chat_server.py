@@ -103,6 +103,7 @@ class ChatServer:
         self.behaviours: list[str] = []
         self.prompts: list[str] = []
         self.usage = [0, 0]  # prompt and completion tokens of every answer delivered
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once (with a delay)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
@@ -147,7 +148,12 @@ class ChatServer:
             self._stop.wait(self.hang_seconds)
             return None
         if self.delay:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self._stop.wait(self.delay)
+            with self._lock:
+                self.in_flight -= 1
         error = {"500": (500, "internal error, try again"), "401": (401, "invalid api key"),
                  "policy": (400, "Your request was rejected as a result of our content policy."),
                  "echo_key": (400, f"bad request; you sent Authorization: {auth}")}

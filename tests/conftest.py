@@ -48,3 +48,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def assert_png_plot(path: Path, min_size: tuple[int, int] = (200, 150)) -> None:
+    """A real plot: a PNG that opens, at least `min_size` pixels, and not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        assert image.width >= min_size[0] and image.height >= min_size[1], (path, image.size)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 10, f"{path}: a blank image"
+
+
+def assert_unique_pairs(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """The records keyed by (sample_id, attribute), after checking no key occurs twice."""
+    keyed = {(r["sample_id"], r["attribute"]): r for r in records}
+    assert len(keyed) == len(records), "duplicate (sample_id, attribute) predictions"
+    return keyed
+
+
+def assert_interpretation_reproduces(records: list[dict], task: str) -> None:
+    """Each saved label and status is what the interpretation step makes of the saved raw
+    answer (so a status is not merely one of the valid ones but the right one); and each
+    truth is the sample's label from the data source."""
+    from vlmface.interpret import interpret, reinterpretable
+    from vlmface.runner import question_for
+    from vlmface.tasks import load_task
+
+    spec = load_task(task)
+    questions = {a: question_for(spec, a, None) for a in {r["attribute"] for r in records}}
+    for record in records:
+        answer = reinterpretable(record)
+        assert answer is not None, record
+        again = interpret(answer, questions[record["attribute"]])
+        assert (again.status, again.label) == (record["status"], record["label"]), record

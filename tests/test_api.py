@@ -129,7 +129,7 @@ def test_429_retry_after_is_honoured(make_backend, faces):
         answers = backend.answer(_queries(faces[:1]))
         elapsed = time.perf_counter() - started
     assert answers[0].status == "ok" and server.requests == 2
-    assert 0.4 <= elapsed < 2.0
+    assert elapsed >= 0.4  # waited the server's Retry-After (how long at most: benchmarks/latency_bench.py)
     assert backend.run_summary()["retries"] == {"429": 1}
 
 
@@ -152,12 +152,9 @@ def test_500_burst_hang_malformed_and_empty_are_retried(make_backend, faces):
     plan = {1: "500", 2: "500", 3: "hang", 4: "malformed", 5: "empty"}
     with ChatServer(plan) as server:
         backend = make_backend(server.url, concurrency=1, max_retries=6)
-        started = time.perf_counter()
         answers = backend.answer(_queries(faces[:2]))
-        elapsed = time.perf_counter() - started
     assert [a.status for a in answers] == ["ok", "ok"]
     assert backend.run_summary()["retries"] == {"500": 2, "timeout": 1, "malformed": 1, "no_choices": 1}
-    assert elapsed < 3.0  # the hang cost one 0.5 s timeout, not the server's 5 s
 
 
 def test_a_query_that_always_fails_is_an_error_not_an_abort(make_backend, faces):
@@ -282,11 +279,9 @@ def test_images_are_jpeg_with_the_long_side_capped(faces):
 def test_concurrency_overlaps_slow_requests(make_backend, faces):
     with ChatServer(delay=0.1) as server:
         backend = make_backend(server.url, concurrency=16, cache=False)
-        started = time.perf_counter()
         answers = backend.answer(_queries(faces) + _queries(faces, AGE))
-        elapsed = time.perf_counter() - started
     assert len(answers) == server.requests == 24
-    assert elapsed < 1.2  # one at a time: 2.4 s
+    assert server.max_in_flight > 1  # requests overlapped (the speed-up: benchmarks/latency_bench.py)
 
 
 def test_answer_works_inside_a_running_event_loop(make_backend, faces):

@@ -179,7 +179,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def test_a_run_killed_mid_way_leaves_only_whole_entries_and_the_rerun_reuses_them(model_dir, tmp_path):
-    pytest.importorskip("vlmface.runner")
     out = tmp_path / "results"
     command = _eval_command(model_dir, out, limit=LIMIT)
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV)
@@ -212,7 +211,7 @@ def test_a_run_killed_mid_way_leaves_only_whole_entries_and_the_rerun_reuses_the
 
 # ----- through the runner --------------------------------------------------------------------------
 def test_eval_end_to_end_writes_probabilities_and_class_texts(model_dir, tmp_path, monkeypatch):
-    runner = pytest.importorskip("vlmface.runner")
+    from vlmface import runner
     closed: list[dict] = []
     real_close = ClipBackend.close
 

@@ -11,9 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 pytest.importorskip("transformers")
-runner = pytest.importorskip("vlmface.runner")
+from vlmface import runner  # noqa: E402  (our own module: an ImportError must fail, never skip)
 
 import tiny_vlms  # noqa: E402
+from conftest import assert_interpretation_reproduces, assert_unique_pairs  # noqa: E402
 from vlmface.predictions import read_records  # noqa: E402
 
 UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface" / "crop_part1"
@@ -21,8 +22,7 @@ UTKFACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface" / 
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory) -> Path:
-    if not UTKFACE.is_dir():
-        pytest.skip(f"real faces expected at {UTKFACE}")
+    assert UTKFACE.is_dir(), f"real faces expected at {UTKFACE} (see ../shared/data/README.md)"
     return tiny_vlms.build_llava(tmp_path_factory.mktemp("runner") / "llava")
 
 
@@ -36,12 +36,15 @@ def test_eval_utkface_with_a_tiny_llava(mode, llava_dir, tmp_path):
     records = read_records(result.predictions_path)
     attributes = {"gender", "race5", "age5"} | ({"age"} if mode == "generate" else set())
     assert {r["attribute"] for r in records} == attributes
-    assert len(records) == 20 * len(attributes)
+    assert len(assert_unique_pairs(records)) == 20 * len(attributes)
+    truth = {"0": "Male", "1": "Female"}  # UTKFace's file names: age_gender_race_date
+    assert all(r["truth"] == truth[r["sample_id"].split("_")[1]] for r in records if r["attribute"] == "gender")
     if mode == "generate":
-        assert {r["status"] for r in records} <= {"ok", "invalid", "refused"}
         assert all(isinstance(r["raw"], str) for r in records)
         assert all(r["extra"]["parse"] for r in records)  # the parser's reason is kept for audit
+        assert_interpretation_reproduces(records, "utkface")  # each status is the one its raw text gives
     else:
+        assert_interpretation_reproduces(records, "utkface")  # the label is the argmax of the saved scores
         assert "age" in result.unsupported  # numeric: no label set to score
         assert {r["status"] for r in records} == {"ok"}
         assert all(abs(sum(r["probs"].values()) - 1) < 1e-6 and r["label"] in r["probs"] for r in records)

@@ -177,3 +177,17 @@ def test_reason_is_recorded():
 def test_normalize():
     assert normalize("Latino_Hispanic") == normalize("latino  hispanic!") == "latino hispanic"
     assert normalize("I’m sure") == "i'm sure"
+
+
+@pytest.mark.parametrize("question,text,label", [
+    # the JSON object is read first: the free text would name both White and Black (ambiguous)
+    (RACE6, '{"race": "White", "first_guess": "Black"}', "White"),
+    (RACE6, 'Answer: {"race": "Black", "note": "not White"}', "Black"),
+    # a field named by a prefix of the attribute (3+ letters): "ages" for age5
+    (AGE5, '{"ages": "40-59", "first_guess": "20-39"}', "40-59"),
+    # a single-field object whose field is not named after the attribute: its one value
+    (GENDER, '{"male_or_female": "female"}', "Female"),
+])
+def test_json_answers_are_read_by_field(question, text, label):
+    answer = parse_answer(text, question)
+    assert (answer.status, answer.label) == ("ok", label), answer.extra

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import assert_png_plot
 from vlmface.backends.base import Answer, Backend
 from vlmface.cli import main
 from vlmface.perturb import load_perturbations, perturbations_of
@@ -119,8 +120,8 @@ def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_t
             assert row["interaction_ci_lo"] <= planted <= row["interaction_ci_hi"]
             if planted == 0 or abs(planted) >= 0.2:  # no effect, or one far larger than the noise
                 assert row["ci_excludes_zero"] == (planted != 0), (a, b, level)
-    assert (result.out / "plots" / "answer__exposure__curves.png").exists()
-    assert (result.out / "plots" / "answer__exposure__interaction.png").exists()
+    assert_png_plot(result.out / "plots" / "answer__exposure__curves.png")
+    assert_png_plot(result.out / "plots" / "answer__exposure__interaction.png")
 
 
 def test_pairing_narrows_the_drop_ci(planted_task, tmp_path):
@@ -208,3 +209,66 @@ def test_shift_analysis_recovers_planted_shifts_per_dimension_and_group():
     assert warm["interaction_ci_lo"] <= -0.04 <= warm["interaction_ci_hi"] < 0
     competent = pairs.loc[("competent", "A", "B")]
     assert competent["interaction_ci_lo"] <= 0 <= competent["interaction_ci_hi"]
+
+
+def _flips_differ_from_drops() -> Paired:
+    """200 images: 120 right when clean; at level 2, 30 right -> wrong, 20 wrong -> right and 40
+    wrong -> another wrong answer. Drop (30 - 20) / 200 = 0.05, flip rate (30 + 20 + 40) / 200 = 0.45."""
+    n = 200
+    clean = np.zeros(n, dtype=bool)
+    clean[:120] = True
+    perturbed = clean.copy()
+    perturbed[:30] = False  # right -> wrong
+    perturbed[120:140] = True  # wrong -> right
+    flipped = clean != perturbed
+    flipped[140:180] = True  # wrong -> a different wrong label
+    correct = np.column_stack([clean, perturbed])
+    return Paired(attribute="a", kind="categorical", metric="accuracy", perturbation="p", transform="gamma",
+                  levels=np.array([1.0, 2.0]), clean=0, sample_id=np.arange(n).astype(str), correct=correct,
+                  flipped=np.column_stack([np.zeros(n, dtype=bool), flipped]), error=np.zeros_like(correct),
+                  status=np.zeros(correct.shape, dtype=np.int8), abs_error=None,
+                  groups={"g": pd.Categorical(np.repeat(["X", "Y"], n // 2))}, counts={})
+
+
+def test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws():
+    rows, _ = analyze_paired(_flips_differ_from_drops(), ScoreSettings(n_boot=4000, seed=3))  # _: interactions
+    row = next(r for r in rows if r["group_column"] == "all" and not r["clean"])
+    assert row["drop"] == pytest.approx(0.05) and row["flip_rate"] == pytest.approx(0.45)
+    assert row["accuracy"] == pytest.approx(0.55)
+    half = 1.96 * np.sqrt(0.45 * 0.55 / 200)  # normal approximation of a share's 95% interval
+    assert row["flip_rate_ci_lo"] == pytest.approx(0.45 - half, abs=0.015)
+    assert row["flip_rate_ci_hi"] == pytest.approx(0.45 + half, abs=0.015)
+    assert row["drop_ci_hi"] < row["flip_rate_ci_lo"]  # the two intervals are far apart here
+    clean = next(r for r in rows if r["group_column"] == "all" and r["clean"])
+    assert clean["flip_rate"] == 0 and clean["flip_rate_ci_lo"] == clean["flip_rate_ci_hi"] == 0
+    assert clean["drop"] == 0 and clean["accuracy"] == pytest.approx(0.6)
+    by_group = {r["group"]: r for r in rows if r["group_column"] == "g" and not r["clean"]}
+    # X holds images 0-99 (30 right -> wrong): drop 0.30, flip 0.30; Y holds 100-199: drop -0.20, flip 0.60
+    assert by_group["X"]["drop"] == pytest.approx(0.30) and by_group["X"]["flip_rate"] == pytest.approx(0.30)
+    assert by_group["Y"]["drop"] == pytest.approx(-0.20) and by_group["Y"]["flip_rate"] == pytest.approx(0.60)
+    assert by_group["Y"]["flip_rate_ci_lo"] < 0.60 < by_group["Y"]["flip_rate_ci_hi"]
+    [pair] = [r for r in _ if r["group_column"] == "g"]
+    assert (pair["group_a"], pair["group_b"]) == ("X", "Y") and pair["interaction"] == pytest.approx(0.5)
+    assert pair["interaction_ci_lo"] > 0 and pair["ci_excludes_zero"] is True
+
+
+def test_an_interaction_whose_ci_spans_zero_is_not_flagged():
+    paired = _flips_differ_from_drops()
+    paired.groups = {"g": pd.Categorical(np.tile(["X", "Y"], 100))}  # both groups alike: no interaction
+    _, pairs = analyze_paired(paired, ScoreSettings(n_boot=2000, seed=4))
+    [pair] = pairs
+    assert pair["interaction_ci_lo"] < pair["interaction"] < pair["interaction_ci_hi"]
+    assert pair["ci_excludes_zero"] == bool(pair["interaction_ci_lo"] > 0 or pair["interaction_ci_hi"] < 0)
+    assert pair["interaction_ci_lo"] < 0 < pair["interaction_ci_hi"] and pair["ci_excludes_zero"] is False
+
+
+def test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images():
+    paired = _flips_differ_from_drops()
+    errors = np.column_stack([np.arange(200) % 7, np.arange(200) % 5]).astype(float)
+    errors[:10, 1] = np.nan  # not answered at level 2
+    paired.abs_error = errors
+    rows, _ = analyze_paired(paired, ScoreSettings(n_boot=50, seed=5))
+    overall = {r["level"]: r["mae"] for r in rows if r["group_column"] == "all"}
+    assert overall[1.0] == pytest.approx(np.mean(errors[:, 0])) and overall[2.0] == pytest.approx(np.nanmean(errors[:, 1]))
+    x = next(r for r in rows if r["group"] == "X" and r["level"] == 2.0)
+    assert x["mae"] == pytest.approx(np.nanmean(errors[:100, 1]))

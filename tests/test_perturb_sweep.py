@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_png_plot
 from vlmface.backends.base import Answer, Backend
 from vlmface.cli import main
 from vlmface.errors import VlmfaceError
@@ -89,9 +91,16 @@ def test_robustness_outputs_cover_levels_groups_and_plots(sweep):
     assert (overall["accuracy_ci_lo"] <= overall["accuracy"]).all()
     assert (overall["accuracy"] <= overall["accuracy_ci_hi"]).all()
     folder = sweep["clean"] / "robustness"
-    assert (folder / "interactions.csv").exists() and (folder / "robustness.json").exists()
-    assert (folder / "plots" / "gender__exposure__curves.png").exists()
-    assert (folder / "plots" / "gender__blur__interaction.png").exists()
+    interactions = pd.read_csv(folder / "interactions.csv")
+    assert set(interactions["perturbation"]) == {"exposure", "blur"}
+    assert "gender" in set(interactions["group_column"]) <= {"race5", "gender", "age5"}
+    assert np.allclose(interactions["interaction"], interactions["drop_a"] - interactions["drop_b"])
+    assert not interactions["level"].isin([1.0, 0.0]).any()  # clean levels have no interaction
+    summary = json.loads((folder / "robustness.json").read_text())
+    assert len(summary["interactions"]) == len(interactions) and len(summary["levels"]) == len(levels)
+    assert summary["scoring"]["ci_method"].startswith("percentile bootstrap over images")
+    assert_png_plot(folder / "plots" / "gender__exposure__curves.png")
+    assert_png_plot(folder / "plots" / "gender__blur__interaction.png")
 
 
 def test_no_perturbed_image_reaches_the_disk_unless_asked(sweep):

@@ -178,7 +178,10 @@ def test_the_cli_writes_the_contract_tables_for_several_models(tiny, utkface_dir
     for name in ("markedness", "ranking", "intersections", "extremes", "factor_effects", "factor_tests",
                  "factor_pairs", "comparison", "rank_agreement", "model_differences", "gap_differences",
                  "side_by_side"):
-        assert (out / f"{name}.csv").is_file(), name
+        table = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
+        assert len(table.columns) > 1, name  # a real table, not an empty file
+        if name in ("markedness", "ranking", "factor_effects"):
+            assert len(table) > 0, name
     assert len(list((out / "models").glob("*.csv"))) == 2 and len(list((out / "models").glob("*.md"))) == 2
     agreement = pd.read_csv(out / "rank_agreement.csv")
     assert set(agreement["dimension"]) >= {"warmth", "competence"}

@@ -42,7 +42,14 @@ def sweep(utkface_dir, tmp_path_factory):
 def test_each_level_is_its_own_probe_folder_on_the_same_images(sweep):
     out = sweep["out"]
     assert {p.name for p in out.iterdir() if p.is_dir()} == {".cache", "models", "perturb-exposure-0.5", "robustness"}
-    assert (out / "perturb-exposure-0.5" / "image_scores.csv").is_file()
+    clean_scores = pd.read_csv(out / "image_scores.csv")
+    perturbed_scores = pd.read_csv(out / "perturb-exposure-0.5" / "image_scores.csv")
+    keys = ["model", "sample_id", "dimension"]
+    assert list(perturbed_scores.columns) == list(clean_scores.columns) == [*keys, "value"]
+    assert len(perturbed_scores) == len(clean_scores) == 40 * 8 and not perturbed_scores.duplicated(keys).any()
+    paired = clean_scores.merge(perturbed_scores, on=keys, suffixes=("_clean", "_perturbed"), validate="1:1")
+    assert len(paired) == 40 * 8  # the same images, models and dimensions at both levels
+    assert (paired["value_clean"] != paired["value_perturbed"]).mean() > 0.5  # the exposure changed the scores
     clean = json.loads((out / "probe.json").read_text())
     perturbed = json.loads((out / "perturb-exposure-0.5" / "probe.json").read_text())
     assert "perturbation" not in clean

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from html.parser import HTMLParser
 
@@ -79,7 +80,8 @@ def test_leaderboard_rows_trace_to_metrics_json(report, tags):
     assert len(rows) == len(report.leaderboard) == 4
     for attrs in rows:
         assert (report.collection.results_dir / attrs["data-source"]).name == "metrics.json"
-        assert (report.collection.results_dir / attrs["data-source"]).exists()
+        metrics = json.loads((report.collection.results_dir / attrs["data-source"]).read_text())
+        assert metrics["attributes"], attrs["data-source"]
 
 
 def test_published_number_and_caveat_shown(page):

@@ -20,7 +20,7 @@ from vlmface.errors import SpecError, VlmfaceError
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig, evaluate
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, assert_unique_pairs
 
 ATTRIBUTES = ["gender", "age", "age5", "age9"]  # what the baseline answers on utkface
 
@@ -91,9 +91,8 @@ def test_resumed_run_equals_an_uninterrupted_one(killed_and_resumed, utkface_dir
     run_dir, _, _ = killed_and_resumed
     result = evaluate(EvalConfig(task="utkface", model="baseline", data_dir=utkface_dir, limit=500,
                                  seed=0, out=tmp_path, score=False, progress=False))
-    def keyed(path):
-        return {(r["sample_id"], r["attribute"]): r for r in read_records(path)}
-    assert keyed(result.predictions_path) == keyed(run_dir / "predictions.jsonl")
+    uninterrupted = assert_unique_pairs(read_records(result.predictions_path))
+    assert uninterrupted == assert_unique_pairs(read_records(run_dir / "predictions.jsonl"))
     manifest = json.loads((result.run_dir / "run.json").read_text())
     assert manifest["identity"]["selection"]["limit"] == 500 and manifest["n_selected"] == 500
     assert manifest["skipped_items"]["count"] == 2

@@ -9,7 +9,8 @@ from scipy import stats
 
 from vlmface.scoring.attributes import AttributeSpec
 from vlmface.scoring.bootstrap import (mean_samples, paired_difference_samples, percentile_ci,
-                                       proportion_samples)
+                                       proportion_ci, proportion_samples, row_mean_samples, spread_samples,
+                                       wilson_ci)
 from vlmface.scoring.load import _group_values, encode_attribute
 from vlmface.scoring.score import score_attribute
 from vlmface.scoring.settings import ScoreSettings
@@ -64,13 +65,65 @@ def test_same_seed_same_intervals_other_seed_differs():
     assert first["disparity"]["race"]["gap_ci"] != other["disparity"]["race"]["gap_ci"]
 
 
-def test_proportion_samples_are_binomial_with_the_right_spread():
-    rng = np.random.default_rng(0)
-    samples = proportion_samples(np.array([30, 0, 0]), np.array([100, 0, 50]), 20_000, rng)
-    assert samples.shape == (20_000, 3)
-    assert samples[:, 0].mean() == pytest.approx(0.3, abs=0.003)
-    assert samples[:, 0].std() == pytest.approx(np.sqrt(0.3 * 0.7 / 100), rel=0.03)
+def _moment_tolerances(mean: float, var: float, mu4: float, n_boot: int, sigmas: float = 6.0):
+    """Tolerances on the sample mean and the sample variance of n_boot independent draws of a
+    distribution with this mean, variance and fourth central moment: `sigmas` standard errors
+    (SE of a mean: sqrt(var / n_boot); SE of a variance: sqrt((mu4 - var^2) / n_boot))."""
+    return sigmas * np.sqrt(var / n_boot), sigmas * np.sqrt((mu4 - var ** 2) / n_boot)
+
+
+@pytest.mark.parametrize("k,n", [(8, 20), (30, 100), (1, 7), (49, 50)])
+def test_proportion_samples_have_the_binomials_exact_mean_and_variance(k, n):
+    """A group's resampled accuracy is Binomial(n, k/n) / n: mean k/n, variance p(1-p)/n.
+    The tolerances come from the number of draws, so drawing Binomial(n - 1, p) (a bias of
+    p/n in the mean) or any other n fails."""
+    n_boot = 400_000
+    samples = proportion_samples(np.array([k, 0, 0]), np.array([n, 0, 9]), n_boot, np.random.default_rng(n))
+    assert samples.shape == (n_boot, 3)
+    p = k / n
+    var = p * (1 - p) / n
+    mu4 = var ** 2 * (3 + (1 - 6 * p * (1 - p)) / (n * p * (1 - p)))  # binomial's 4th central moment / n^4
+    mean_tol, var_tol = _moment_tolerances(p, var, mu4, n_boot)
+    assert mean_tol < p / n / 3  # the test can see a bias of p/n
+    assert abs(samples[:, 0].mean() - p) < mean_tol
+    assert abs(samples[:, 0].var(ddof=1) - var) < var_tol
     assert np.isnan(samples[:, 1]).all() and (samples[:, 2] == 0).all()
+
+
+def test_proportion_samples_of_several_groups_are_independent_columns():
+    samples = proportion_samples(np.array([10, 40]), np.array([20, 50]), 100_000, np.random.default_rng(4))
+    assert abs(np.corrcoef(samples.T)[0, 1]) < 6 / np.sqrt(100_000)
+    assert samples[:, 0].mean() == pytest.approx(0.5, abs=6 * np.sqrt(0.25 / 20 / 100_000))
+    assert samples[:, 1].mean() == pytest.approx(0.8, abs=6 * np.sqrt(0.16 / 50 / 100_000))
+
+
+def test_mean_samples_have_the_exact_mean_and_variance_of_the_mean():
+    values = np.array([0.0, 1.0, 1.0, 5.0, 2.5, 7.0, 1.0, 3.0])
+    n_boot = 200_000
+    means = mean_samples(values, n_boot, np.random.default_rng(5))
+    var = values.var() / values.size  # bootstrap variance of a mean: population variance / n
+    mean_tol = 6 * np.sqrt(var / n_boot)
+    assert abs(means.mean() - values.mean()) < mean_tol
+    assert means.var() == pytest.approx(var, rel=6 * np.sqrt(3 / n_boot))
+    assert np.isnan(mean_samples(np.array([]), 5, np.random.default_rng(0))).all()
+
+
+def test_row_mean_samples_resample_rows_jointly_with_exact_moments():
+    rng = np.random.default_rng(6)
+    values = np.column_stack([rng.integers(0, 2, 40), rng.integers(0, 2, 40)]).astype(float)
+    values[:, 1] = values[:, 0]  # two identical columns: every resample must give equal means
+    n_boot = 100_000
+    means = row_mean_samples(values, n_boot, np.random.default_rng(7))
+    assert means.shape == (n_boot, 2) and (means[:, 0] == means[:, 1]).all()
+    var = values[:, 0].var() / len(values)
+    assert abs(means[:, 0].mean() - values[:, 0].mean()) < 6 * np.sqrt(var / n_boot)
+    assert means[:, 0].var() == pytest.approx(var, rel=6 * np.sqrt(3 / n_boot))
+    assert np.isnan(row_mean_samples(np.empty((0, 3)), 4, rng)).all()
+
+
+def test_spread_is_max_minus_min_per_resample_ignoring_empty_groups():
+    samples = np.array([[0.2, 0.9, np.nan], [0.5, 0.1, np.nan]])
+    assert spread_samples(samples) == pytest.approx([0.7, 0.4])
 
 
 def test_mean_samples_match_the_standard_error_of_the_mean():
@@ -96,3 +149,23 @@ def test_percentile_ci_bounds_and_all_nan_columns():
     bounds = percentile_ci(samples, 0.9)
     assert bounds[:, 0] == pytest.approx([0.05, 0.95])
     assert np.isnan(bounds[:, 1]).all()
+
+
+def test_collapsed_groups_get_wilson_intervals_and_empty_groups_none():
+    """0 of 10 or 10 of 10 right: the bootstrap would be a point, so the Wilson interval
+    (statsmodels); an empty group: no interval, computed without 0/0 warnings."""
+    import warnings
+
+    from statsmodels.stats.proportion import proportion_confint
+
+    successes, n = np.array([0, 0, 10, 6]), np.array([0, 10, 10, 10])
+    samples = proportion_samples(successes, n, 2000, np.random.default_rng(8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bounds, methods = proportion_ci(successes, n, samples, 0.95)
+        empty = wilson_ci(np.array([0]), np.array([0]), 0.95)
+    assert methods == ["bootstrap", "wilson", "wilson", "bootstrap"]
+    assert np.isnan(bounds[:, 0]).all() and np.isnan(empty).all()
+    for i in (1, 2):
+        assert bounds[:, i] == pytest.approx(proportion_confint(successes[i], n[i], alpha=0.05, method="wilson"))
+    assert bounds[0, 3] < 0.6 < bounds[1, 3]

@@ -167,3 +167,49 @@ def test_numeric_mae_and_cs5_match_sklearn(tmp_path):
     assert disparity["worst_group"] == frame.by_group.idxmax()
     lo, hi = age["overall"]["mae_ci"]
     assert lo < age["overall"]["mae"] < hi
+
+
+def test_the_gap_ci_uses_only_groups_of_at_least_min_group_n(tmp_path):
+    """Two large groups with accuracies 0.9 and 0.65 and a tiny all-wrong one: the gap and its
+    CI are those of the two large groups (a CI over all three would sit near 0.9)."""
+    records = []
+    for group, n, right in (("A", 200, 180), ("B", 200, 130), ("Tiny", 4, 0)):
+        for i in range(n):
+            label = "happy" if i < right else "sad"
+            records.append(record(f"{group}-{i}", "emotion", label, "happy", race=group, gender="Female"))
+    metrics = score_run(write_run(tmp_path, records, run_json()), n_boot=2000, min_group_n=30)
+    disparity = metrics["attributes"]["emotion"]["disparity"]["race"]
+    assert disparity["gap"] == pytest.approx(0.25, abs=TOL)
+    assert disparity["excluded_groups"] == ["Tiny"]
+    low, high = disparity["gap_ci"]
+    # the normal-approximation 95% interval of 0.9 - 0.65 at n = 200 each is 0.25 +- 0.08
+    half = 1.96 * np.sqrt(0.9 * 0.1 / 200 + 0.65 * 0.35 / 200)
+    assert low == pytest.approx(0.25 - half, abs=0.02) and high == pytest.approx(0.25 + half, abs=0.02)
+
+
+def test_macro_f1_counts_a_label_that_is_predicted_but_never_true(tmp_path):
+    """sklearn's macro F1 over the union of true and predicted labels: "fear" is never the
+    truth but is predicted, so its F1 of 0 is part of the mean."""
+    truth = ["happy"] * 6 + ["sad"] * 6
+    pred = ["happy", "happy", "happy", "happy", "fear", "fear", "sad", "sad", "sad", "happy", "fear", "sad"]
+    records = [record(f"s{i}", "emotion", p, t, race="White", gender="Male")
+               for i, (t, p) in enumerate(zip(truth, pred))]
+    overall = score_run(write_run(tmp_path, records, run_json()), n_boot=20)["attributes"]["emotion"]["overall"]
+    union = sorted(set(truth) | set(pred))
+    expected = skm.f1_score(truth, pred, labels=union, average="macro", zero_division=0)
+    assert overall["macro_f1"] == pytest.approx(expected, abs=TOL)
+    assert overall["macro_f1"] != pytest.approx(
+        skm.f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0), abs=1e-3)
+    assert overall["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(truth, pred), abs=TOL)
+    assert overall["per_class"]["fear"]["f1"] == 0.0 and overall["per_class"]["fear"]["support"] == 0
+
+
+def test_intersections_go_only_as_deep_as_asked(tmp_path):
+    records = planted_records(np.random.default_rng(9), 40)
+    for i, r in enumerate(records):
+        r["groups"]["age"] = ("young", "old")[i % 2]
+    run_dir = write_run(tmp_path, records, run_json(group_columns=("race", "gender", "age")))
+    by_group = score_run(run_dir, n_boot=20)["attributes"]["emotion"]["by_group"]
+    assert set(by_group) == {"race", "gender", "age", "racexgender", "racexage", "genderxage"}
+    white_female = [r for r in records if r["groups"]["race"] == "White" and r["groups"]["gender"] == "Female"]
+    assert by_group["racexgender"]["White x Female"]["n"] == len(white_female)

@@ -67,7 +67,8 @@ def test_tables_are_written_and_stale_ones_removed(run_dir):
     assert by_race.loc[by_race.group == "Pacific", "small"].item()
     for stem in ("overall", "per_class", "confusion", "by_gender", "by_racexgender",
                  "disparity"):
-        assert (tables / f"emotion__{stem}.csv").exists()
+        frame = pd.read_csv(tables / f"emotion__{stem}.csv")
+        assert len(frame) > 0 and len(frame.columns) > 1, stem
         assert (tables / f"emotion__{stem}.md").read_text().startswith("# emotion: ")
     assert "| Black x Female" in (tables / "emotion__by_racexgender.md").read_text()
     assert not (tables / "emotion__by_stale.csv").exists()

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import tiny_vlms
+from conftest import assert_interpretation_reproduces, assert_unique_pairs
 from vlmface.cli import main
 from vlmface.predictions import read_records
 
@@ -28,15 +29,21 @@ def test_eval_cli_on_a_tiny_vlm(vlm_dir, mode, utkface_dir, tmp_path, capsys):
     assert code == 0
     [run_dir] = [p.parent for p in tmp_path.glob("utkface/*/*/predictions.jsonl")]
     records = read_records(run_dir / "predictions.jsonl")
-    assert len(records) == 12 and (run_dir / "metrics.json").exists()
+    assert len(assert_unique_pairs(records)) == 12
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for attribute in ("gender", "race5"):  # the scorer saw every prediction of the run
+        overall = metrics["attributes"][attribute]["overall"]
+        ours = [r for r in records if r["attribute"] == attribute]
+        assert overall["n"] == 6
+        assert overall["accuracy"] == pytest.approx(sum(r["label"] == r["truth"] for r in ours) / 6)
     if mode == "choice":  # constrained: never invalid, probabilities over exactly the label set
         assert {r["status"] for r in records} == {"ok"}
         for record in records:
             assert set(record["probs"]) == LABELS[record["attribute"]]
             assert sum(record["probs"].values()) == pytest.approx(1.0, abs=1e-6)
     else:
-        assert {r["status"] for r in records} <= {"ok", "invalid", "refused"}
         assert all(isinstance(r["raw"], str) for r in records)
+        assert_interpretation_reproduces(records, "utkface")  # each status is the one its raw text gives
 
 
 @pytest.mark.parametrize("task, attribute, text, label, status", [
