@@ -174,7 +174,7 @@ class _Run:
         self.unavailable = {a: why for a, why in self.data.unavailable.items() if a in attributes}
         self.questions = [q for q in self.questions if q.attribute not in self.unavailable]
         if not self.questions:
-            raise VlmfaceError(f"the data has labels for none of the attributes asked: "
+            raise VlmfaceError("the data has labels for none of the attributes asked: "
                                + "; ".join(f"{a}: {why}" for a, why in self.unavailable.items()))
         self.group_columns = [*self.task.group_columns, *self.data.group_columns]
         selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
