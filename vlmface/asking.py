@@ -67,7 +67,7 @@ class Asker:
     def predictions(self, sample: Sample, questions: tuple[Question, ...] | list[Question],
                     answer: Answer) -> list[Prediction]:
         """One prediction per question from one raw answer, each interpreted for its question."""
-        groups = {col: sample.labels.get(col) for col in self.group_columns}
+        groups = {col: sample.labels.get(col, sample.meta.get(col)) for col in self.group_columns}
         out = []
         for question in questions:
             a = interpret(answer, question)

@@ -23,6 +23,7 @@ REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 #: family -> "module:Class" and the pip extra that provides its dependencies
 BACKEND_FAMILIES: dict[str, tuple[str, str]] = {
     "baseline": ("vlmface.backends.baseline:BaselineBackend", "baseline"),
+    "emotion": ("vlmface.backends.emotion:EmotionBackend", "emotion"),
     "clip": ("vlmface.backends.clip:ClipBackend", "clip"),
     "hf": ("vlmface.backends.hf:HFBackend", "hf"),
     "vllm": ("vlmface.backends.vllm:VLLMBackend", "vllm"),

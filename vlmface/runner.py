@@ -173,6 +173,12 @@ class _Run:
             load_template(config.prompt)  # unknown names are refused here too, though no prompt is sent
         self.source_name, _ = self.task.source(config.source)
         self.data = load_samples(self.task, config.source, config.data_dir)
+        self.unavailable = {a: why for a, why in self.data.unavailable.items() if a in attributes}
+        self.questions = [q for q in self.questions if q.attribute not in self.unavailable]
+        if not self.questions:
+            raise VlmfaceError("the data has labels for none of the attributes asked: "
+                               + "; ".join(f"{a}: {why}" for a, why in self.unavailable.items()))
+        self.group_columns = [*self.task.group_columns, *self.data.group_columns]
         selected = stratified_limit(self.data.samples, self.task.group_columns, config.limit, config.seed)
         self.n_selected = len(selected)
         self.samples = shard_of(selected, config.shard)
@@ -383,7 +389,8 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "attributes": {q.attribute: {"kind": q.kind, "labels": list(q.labels)}
                        for q in run.questions if q.attribute not in unsupported},
         "unsupported_attributes": unsupported,
-        "group_columns": run.task.group_columns,
+        "unavailable_attributes": run.unavailable,
+        "group_columns": run.group_columns,
         "backend_setup": setup.prepared,
         "versions": package_versions(),
     } | ({"perturbation": run.perturbation.describe()} if run.perturbation is not None else {}) \
@@ -431,7 +438,7 @@ def _evaluate_locked(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
     first = runs[0]
     cache_dir = None if config.cache_dir is False else Path(config.cache_dir or Path(config.out) / ".cache")
     options = {"batch_size": first.batch_size, "cache_dir": cache_dir, **config.options}
-    asker = Asker(first.style, tuple(first.task.group_columns), first.entry.backend)
+    asker = Asker(first.style, tuple(first.group_columns), first.entry.backend)
     engine_config = EngineConfig(first.entry, options, asker, first.batch_size, config.workers,
                                  config.ray_address, max_pixels=config.max_pixels,
                                  verbose=config.verbose)
@@ -441,6 +448,8 @@ def _evaluate_locked(config: EvalConfig, runs: list[_Run]) -> list[RunResult]:
     done: list[tuple[_Run, dict[str, int], Setup]] = []
     for group in groups:
         done += _with_engine(create_engine(config.engine, engine_config), group, config.retry_errors)
+    for attribute, why in first.unavailable.items():
+        _note(f"{attribute!r} is unavailable in this data ({why}); not evaluated")
     if first.data.skipped:
         _note(f"{len(first.data.skipped)} item(s) of the dataset were skipped: "
               + "; ".join(f"{i}: {r}" for i, r in first.data.skipped[:5]))
@@ -455,6 +464,8 @@ def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Ru
         setup = engine.setup(runs[0].questions)
         for attribute, reason in setup.unsupported.items():
             _note(f"{runs[0].entry.name} cannot answer {attribute!r}: {reason}; skipped")
+        for attribute, labels in (setup.prepared.get("never_predicted_labels") or {}).items():
+            _note(f"{runs[0].entry.name} can never predict {attribute} label(s) {labels} (counted wrong)")
         if not setup.questions:
             raise VlmfaceError(f"{runs[0].entry.name} can answer none of the attributes asked "
                                f"({', '.join(q.attribute for q in runs[0].questions)})")

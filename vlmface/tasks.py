@@ -123,6 +123,14 @@ class SourceSpec(_Strict):
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # attribute -> raw -> label
     label_attribute: str | None = None  # image_folder: attribute the folder name gives
     allow_outside_data_dir: bool = False  # manifest: may image paths leave the manifest's folder?
+    #: manifest: file-name patterns tried in order when --data-dir is a folder (the first that
+    #: matches exactly one file wins); default: the folder's single .csv or .parquet
+    manifest_glob: list[str] = Field(default_factory=list)
+    #: manifest: a label column the table lacks is "error", or "unavailable" (that attribute, and
+    #: those derived from it, are not evaluated; one note says so)
+    missing_columns: Literal["error", "unavailable"] = "error"
+    #: manifest: extra table columns (not attributes) kept as group columns when the table has them
+    group_columns: list[str] = Field(default_factory=list)
     description: str = ""
 
     @model_validator(mode="after")

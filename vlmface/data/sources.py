@@ -26,6 +26,8 @@ class LoadedData:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     fingerprint: str = ""
     location: str = ""
+    unavailable: dict[str, str] = field(default_factory=dict)  # attribute -> why this data has no labels for it
+    group_columns: list[str] = field(default_factory=list)  # extra columns kept as groups (in each sample's meta)
 
 
 @dataclass
@@ -138,25 +140,22 @@ def load_manifest(ctx: _Context) -> LoadedData:
     """A CSV or parquet table: one row per image, a path column plus label columns."""
     import pandas as pd
 
-    path = ctx.local_path()
-    if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet"))
-        if len(candidates) != 1:
-            raise DataError(f"{path}: expected exactly one .csv or .parquet manifest in this folder, "
-                            f"found {len(candidates)}; pass the manifest file itself as --data-dir")
-        path = candidates[0]
+    path = _manifest_file(ctx)
     try:
         table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for bad files
         raise DataError(f"{path}: cannot read the manifest ({exc})") from None
     columns = {a: ctx.source.column_for(a) for a in ctx.task.source_attributes}
+    unavailable = _unavailable_attributes(ctx, path, columns, list(table.columns))
+    columns = {a: c for a, c in columns.items() if a not in unavailable}
     required = [ctx.source.image_column] + [c for c in columns.values()]
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(f"{path}: manifest lacks column(s) {missing}; it has {list(table.columns)}. "
                         f"Rename them or map attributes to columns in sources.{ctx.source_name}.columns")
     data = LoadedData(samples=[], fingerprint=hashlib.sha256(path.read_bytes()).hexdigest(),
-                      location=str(path))
+                      location=str(path), unavailable=unavailable,
+                      group_columns=[c for c in ctx.source.group_columns if c in table.columns])
     used = set(required)
     for row_number, row in enumerate(table.to_dict("records")):
         image_path = path.parent / str(row[ctx.source.image_column])
@@ -169,6 +168,40 @@ def load_manifest(ctx: _Context) -> LoadedData:
         meta = {k: v for k, v in row.items() if k not in used} | {"row": row_number}
         _build(ctx, sample_id, FileImage(image_path), raw, meta, data)
     return data
+
+
+def _manifest_file(ctx: _Context) -> Path:
+    """--data-dir itself, or the one manifest in that folder: the first of the source's
+    `manifest_glob` patterns that matches exactly one file (default: the single .csv/.parquet)."""
+    path = ctx.local_path()
+    if not path.is_dir():
+        return path
+    patterns = ctx.source.manifest_glob or ["*.csv", "*.parquet"]
+    for pattern in ctx.source.manifest_glob:
+        found = sorted(p for p in path.glob(pattern) if p.is_file())
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise DataError(f"{path}: {len(found)} files match {pattern!r} ({', '.join(p.name for p in found)}); "
+                            f"pass the label file itself as --data-dir")
+    candidates = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet"))
+    if len(candidates) != 1 or ctx.source.manifest_glob:
+        raise DataError(f"{path}: expected exactly one manifest ({' or '.join(patterns)}) in this folder, "
+                        f"found {len(candidates)} .csv/.parquet file(s); pass the manifest file itself as --data-dir")
+    return candidates[0]
+
+
+def _unavailable_attributes(ctx: _Context, path: Path, columns: dict[str, str],
+                            present: list[str]) -> dict[str, str]:
+    """attribute -> why it cannot be evaluated on this table (its column, or its parent's, is
+    absent), when the source allows missing columns; else {} (absent columns are an error)."""
+    if ctx.source.missing_columns != "unavailable":
+        return {}
+    out = {a: f"{path.name} has no column {c!r}" for a, c in columns.items() if c not in present}
+    for name, attr in ctx.task.attributes.items():
+        if attr.derive is not None and attr.derive.from_ in out:
+            out[name] = f"derived from {attr.derive.from_!r}, which is unavailable ({out[attr.derive.from_]})"
+    return out
 
 
 def _outside(written: str, data_dir: Path, ctx: _Context) -> str | None:
