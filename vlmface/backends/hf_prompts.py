@@ -109,3 +109,14 @@ def answer_mode(entry, options: dict[str, Any], modes: tuple[str, ...] = MODES) 
     if not entry.weights:
         raise BackendError(f"model {entry.name!r} names no weights: give a hub id or a local dir")
     return mode
+
+
+def preview_model_input(entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
+    """What an hf or vllm backend would feed the model for `query` (`vlmface render --model`),
+    from the processor alone: no weights are loaded."""
+    from vlmface.backends.hf_loading import load_processor
+
+    processor, config = load_processor(entry.weights, revision=entry.revision,
+                                       trust_remote_code=entry.trust_remote_code)
+    formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), options)
+    return {"model_input": formatter.format(query)}

@@ -30,7 +30,7 @@ from vlmface.backends import vllm_choice
 from vlmface.backends.base import Answer, Backend, Option, Query, Question
 from vlmface.backends.choice import CHOICE_OPTIONS, choice_answer, choice_score, label_token_ids
 from vlmface.backends.hf_loading import DTYPES, load_processor
-from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode
+from vlmface.backends.hf_prompts import PROMPT_OPTIONS, PromptFormatter, answer_mode, preview_model_input
 from vlmface.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -88,13 +88,7 @@ class VLLMBackend(Backend):
 
     @classmethod
     def preview(cls, entry, options: dict[str, Any], query: Query) -> dict[str, Any]:
-        from vlmface.backends.hf_loading import load_processor
-
-        opts = cls.resolve_options(entry, options)
-        processor, config = load_processor(entry.weights, revision=entry.revision,
-                                           trust_remote_code=entry.trust_remote_code)
-        formatter = PromptFormatter(processor, getattr(config, "model_type", "unknown"), opts)
-        return {"model_input": formatter.format(query)}
+        return preview_model_input(entry, cls.resolve_options(entry, options), query)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "vllm", "weights": self.entry.weights, "revision": self.entry.revision,

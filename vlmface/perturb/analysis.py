@@ -29,7 +29,7 @@ from vlmface.perturb.stats import ALL, robustness_tables
 from vlmface.perturb.paired import pair_sweep
 from vlmface.perturb.runs import Sweep, find_sweeps
 from vlmface.scoring.settings import ScoreSettings
-from vlmface.scoring.tables import write_json
+from vlmface.scoring.tables import write_json, write_table_files
 
 OUT_DIR = "robustness"
 
@@ -45,20 +45,6 @@ class Robustness:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^\w.-]+", "_", name)
-
-
-def _markdown(title: str, frame: pd.DataFrame) -> str:
-    frame = frame.astype(object).where(frame.notna(), None)
-    return f"# {title}\n\n{frame.to_markdown(index=False, floatfmt='.4f', missingval='')}\n"
-
-
-def _write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
-    written = []
-    for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(_markdown(name, frame), encoding="utf-8")
-        written += [out / f"{name}.csv", out / f"{name}.md"]
-    return written
 
 
 def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
@@ -99,7 +85,7 @@ def analyze_sweep(sweep: Sweep, out: Path | None, settings: ScoreSettings, plots
                     "jointly across levels (paired)"},
         "levels": tables["levels"].to_dict(orient="records"),
         "interactions": tables["interactions"].to_dict(orient="records")})
-    written = [out / "robustness.json", *_write_tables(out, tables)]
+    written = [out / "robustness.json", *write_table_files(out, tables)]
     if plots:
         written += _write_plots(out, tables)
     return Robustness(sweep, out, tables, notes, written)

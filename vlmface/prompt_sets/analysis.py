@@ -25,17 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
-from vlmface.perturb.analysis import _markdown, _safe
+from vlmface.perturb.analysis import _safe
 from vlmface.perturb.paired import Paired, answers, flips, pair_attribute
 from vlmface.perturb.stats import ALL, GroupDraws, _groupings
 from vlmface.prompt_sets.runs import DEFAULT, PromptSweep, find_prompt_sweeps
 from vlmface.scoring.bootstrap import percentile_ci, rng_for
+from vlmface.scoring.tables import write_table_files
 from vlmface.scoring.load import INVALID, REFUSED, AttributeData, load_run
 from vlmface.scoring.settings import ScoreSettings
 from vlmface.scoring.tables import write_json
@@ -167,15 +167,6 @@ def sensitivity_tables(items: list[_Attribute], settings: ScoreSettings) -> dict
     return {name: pd.DataFrame(found) for name, found in rows.items()}
 
 
-def _write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
-    written = []
-    for name, frame in tables.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(_markdown(name, frame), encoding="utf-8")
-        written += [out / f"{name}.csv", out / f"{name}.md"]
-    return written
-
-
 def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
     from vlmface.perturb.plots import save_figure
     from vlmface.prompt_sets.plots import plot_accuracy, plot_gaps
@@ -207,7 +198,7 @@ def analyze_prompt_sweep(sweep: PromptSweep, out: Path | None, settings: ScoreSe
         "scoring": {**settings.to_json(), "ci_method": "percentile bootstrap over images, within groups, "
                     "jointly across variants (paired)"},
         **{name: frame.to_dict(orient="records") for name, frame in tables.items()}})
-    written = [out / "prompt_sensitivity.json", *_write_tables(out, tables)]
+    written = [out / "prompt_sensitivity.json", *write_table_files(out, tables)]
     if plots:
         written += _write_plots(out, tables)
     return Sensitivity(sweep, out, tables, notes, written)

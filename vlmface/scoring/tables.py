@@ -103,8 +103,16 @@ def write_tables(run_dir: Path, metrics: dict[str, Any]) -> list[Path]:
         old.unlink()
     written = []
     for attr, attr_metrics in metrics["attributes"].items():
-        for stem, frame in attribute_tables(attr, json_ready(attr_metrics)).items():
-            write_atomic(folder / f"{stem}.csv", frame.to_csv(index=False))
-            write_atomic(folder / f"{stem}.md", _markdown(stem.replace("__", ": "), frame))
-            written += [folder / f"{stem}.csv", folder / f"{stem}.md"]
+        written += write_table_files(folder, attribute_tables(attr, json_ready(attr_metrics)),
+                                     title=lambda stem: stem.replace("__", ": "))
+    return written
+
+
+def write_table_files(folder: Path, tables: dict[str, pd.DataFrame], title=lambda stem: stem) -> list[Path]:
+    """STEM.csv and STEM.md for every table, each written atomically; returns the paths."""
+    written = []
+    for stem, frame in tables.items():
+        write_atomic(folder / f"{stem}.csv", frame.to_csv(index=False))
+        write_atomic(folder / f"{stem}.md", _markdown(title(stem), frame))
+        written += [folder / f"{stem}.csv", folder / f"{stem}.md"]
     return written
