@@ -25,7 +25,8 @@ from vlmface.cli import main
 from vlmface.errors import BackendError, SpecError, VlmfaceError
 from vlmface.predictions import read_records
 from vlmface.run_lock import LOCK_FILE, RunInProgress, run_lock
-from vlmface.run_record import OutputError, RunIdentity, write_atomic
+import vlmface.run_record
+from vlmface.run_record import OutputError, RunIdentity, json_text, write_atomic, write_run_status
 from vlmface.runner import EvalConfig, evaluate
 
 from chat_server import ChatServer, fake_key
@@ -364,6 +365,32 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temp(tmp_path, mo
     with pytest.raises(OutputError, match=r"cannot write .*metrics\.json: ENOSPC"):
         write_atomic(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_status_recorded_on_a_full_disk_never_leaves_a_truncated_run_json(tmp_path, monkeypatch):
+    """CI once saw this: the in-place fallback wrote the longer `failed` manifest (it adds `error`)
+    over a shorter run.json on a full tmpfs and left it cut mid-string. The fallback now writes only
+    within the file's existing bytes: indented if it fits, compact if that fits, else nothing."""
+    def full_disk(run_dir, manifest):
+        raise OutputError("cannot write run.json: ENOSPC (No space left on device)")
+
+    monkeypatch.setattr(vlmface.run_record, "write_run", full_disk)
+    running = {"status": "running", "identity": {"task": "utkface", "labels": ["Female", "Male"] * 40}}
+    path = tmp_path / "run.json"
+    path.write_text(json_text(running))
+    failed = {**running, "status": "failed", "error": "cannot write " + "x" * 200 + ": ENOSPC"}
+    assert len(json_text(failed)) > path.stat().st_size > len(json.dumps(failed, separators=(",", ":")))
+    assert write_run_status(tmp_path, failed) is True
+    assert json.loads(path.read_text()) == failed and path.read_text().startswith('{"status":"failed"')
+
+    huge = {**running, "status": "failed", "error": "y" * 10_000}
+    before = path.read_bytes()
+    assert write_run_status(tmp_path, huge) is False
+    assert path.read_bytes() == before  # the old record, whole
+
+    shorter = {"status": "interrupted"}
+    assert write_run_status(tmp_path, shorter) is True
+    assert path.read_text() == json_text(shorter)
 
 
 # ----- API -----------------------------------------------------------------------------------

@@ -100,7 +100,9 @@ def write_run(run_dir: Path, manifest: dict[str, Any]) -> None:
 
 def write_run_status(run_dir: Path, manifest: dict[str, Any]) -> bool:
     """Record a final status even on a full disk: atomically if possible, else by rewriting the
-    existing run.json in place (its blocks are already allocated). False if neither worked."""
+    existing run.json in place, but only within the bytes it already has (its blocks are allocated,
+    so the write cannot fall short): indented if that fits, compact if that does. False (the old
+    file left whole) if neither fits or the rewrite failed."""
     try:
         write_run(run_dir, manifest)
         return True
@@ -108,9 +110,20 @@ def write_run_status(run_dir: Path, manifest: dict[str, Any]) -> bool:
         pass
     path = Path(run_dir) / RUN_FILE
     try:
+        room = path.stat().st_size
+    except OSError:
+        return False
+    compact = json.dumps(manifest, ensure_ascii=False, default=str, separators=(",", ":")) + "\n"
+    fitting = [text.encode("utf-8") for text in (json_text(manifest), compact)]
+    fitting = [payload for payload in fitting if len(payload) <= room]
+    if not fitting:
+        return False
+    try:
         with path.open("r+b") as handle:
-            handle.write(json_text(manifest).encode("utf-8"))
+            handle.write(fitting[0])
             handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
         return True
     except OSError:
         return False
