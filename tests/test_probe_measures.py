@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vlmface.backends.base import l2_normalize
 from vlmface.errors import SpecError
 from vlmface.probes import denigration as dn
 from vlmface.probes import factors as fx
@@ -283,7 +284,7 @@ def test_denigration_rates_are_the_planted_label_shares():
     for i, k in enumerate(planted):  # the planted class's templates win; the rest share a little
         images[i] = 0.1
         images[i, [prompts.index(p) for p in spec.prompts(klasses[k].text)]] = 0.5
-    out = dn.analyse("m", ms.normalize(images), vectors, spec, klasses, table, ["race", "gender"],
+    out = dn.analyse("m", l2_normalize(images), vectors, spec, klasses, table, ["race", "gender"],
                      {"race": ["White", "Black"], "gender": ["Male", "Female"]}, n_boot=200)
     assert (out["labels"]["label"].to_numpy() == np.array([klasses[k].name for k in planted])).all()
     rates = out["denigration"].set_index(["category", "group_col", "group"])

@@ -236,6 +236,45 @@ class Backend(ABC):
         """Release models, servers or pools."""
 
 
+class EmbeddingBackend(ABC):
+    """A backend with a shared image-text embedding space (a dual encoder: CLIP, SigLIP): what
+    the probes use (vlmface.probes.embeddings), and all they use. A backend class declares it
+    by inheriting it beside `Backend`; probes check `issubclass` before any weights load.
+
+    Both methods return unit float64 rows (`l2_normalize`), in input order."""
+
+    @property
+    @abstractmethod
+    def embed_dim(self) -> int:
+        """The length of every embedding."""
+
+    @abstractmethod
+    def embed_images(self, images: list[Image.Image], ids: list[str] | None = None
+                     ) -> tuple[Any, list[str | None]]:
+        """((n, embed_dim) unit rows, per image None or the error that left its row NaN)."""
+
+    @abstractmethod
+    def embed_texts(self, texts: list[str]) -> Any:
+        """(n, embed_dim) unit rows, one per text."""
+
+    @abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What makes the embeddings reproducible (weights, dtype, preprocessing...)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the work done so far (images encoded, cache hits...)."""
+        return {}
+
+
+def l2_normalize(vectors: Any) -> Any:
+    """Rows (or one vector) scaled to unit L2 length, as float64: the one normalisation of
+    embeddings (the CLIP backend's outputs, zero-shot class weights, the probes' measures)."""
+    import numpy as np
+
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
 @lru_cache(maxsize=None)
 def _options_model(cls: type[Backend]) -> type[BaseModel]:
     fields = {name: (option.type | None, None) for name, option in cls.declared_options().items()}

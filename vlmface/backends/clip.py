@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vlmface.backends import clip_zeroshot as zs
-from vlmface.backends.base import Answer, Backend, Option, Query, Question
+from vlmface.backends.base import Answer, Backend, EmbeddingBackend, Option, Query, Question, l2_normalize
 from vlmface.backends.clip_models import load_encoder, parse_spec, resolve_device, resolve_dtype
 from vlmface.embedding_cache import EmbeddingCache, image_digest
 
@@ -55,7 +55,7 @@ def _question_key(question: Question) -> tuple:
             template.sha256 if template is not None else None, question.presentation)
 
 
-class ClipBackend(Backend):
+class ClipBackend(Backend, EmbeddingBackend):
     prompt_style = "class_texts"
     options_schema = {
         "dtype": Option(str, None, True, "fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)"),
@@ -229,7 +229,11 @@ class ClipBackend(Backend):
                 answers[i] = answer
         return answers
 
-    # ----- raw embeddings (probes) ------------------------------------------------------------
+    # ----- the embedding protocol (vlmface.backends.base.EmbeddingBackend) -------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.dim
+
     def embed_images(self, images: list, ids: list[str] | None = None) -> tuple[np.ndarray, list[str | None]]:
         """(n, dim) unit float64 rows, one per image, through the embedding cache, and per image
         None or the error that left its row NaN (unreadable image, encoder failure...)."""
@@ -246,7 +250,7 @@ class ClipBackend(Backend):
             elif digest in failures:
                 errors[i] = failures[digest]
             else:
-                rows[i] = zs.normalize(vectors[digest])
+                rows[i] = l2_normalize(vectors[digest])
         return rows, errors
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
@@ -254,7 +258,7 @@ class ClipBackend(Backend):
         vectors = self._encode_texts(list(dict.fromkeys(texts)))
         if not texts:
             return np.zeros((0, self.encoder.dim))
-        return zs.normalize(np.stack([vectors[t] for t in texts]))
+        return l2_normalize(np.stack([vectors[t] for t in texts]))
 
     def _digests(self, queries: list[Query], answers: list[Answer | None]) -> list[str | None]:
         """Pixel digest per query still to answer, computed once per distinct image object."""

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float64)
-    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+from vlmface.backends.base import l2_normalize
 
 
 def class_weights(text_embeddings: list[np.ndarray]) -> np.ndarray:
     """One (n_templates, dim) array per class -> (n_classes, dim) unit vectors."""
-    return normalize(np.stack([normalize(e).mean(axis=0) for e in text_embeddings]))
+    return l2_normalize(np.stack([l2_normalize(e).mean(axis=0) for e in text_embeddings]))
 
 
 def logits(image_embeddings: np.ndarray, weights: np.ndarray, logit_scale: float,
            logit_bias: float | None = None) -> np.ndarray:
-    out = logit_scale * normalize(image_embeddings) @ weights.T
+    out = logit_scale * l2_normalize(image_embeddings) @ weights.T
     return out if logit_bias is None else out + logit_bias
 
 

@@ -44,14 +44,15 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
 
 def run_probe(args: argparse.Namespace) -> int:
     from vlmface.probes import probe
-
     from vlmface.probes.compare import parse_contrasts
+    from vlmface.probes.options import ProbeOptions
 
-    kwargs = dict(data_dir=args.data_dir, source=args.source, limit=args.limit, seed=args.seed, out=args.out,
-                  n_boot=args.n_boot, confidence=args.confidence, convention=args.convention, device=args.device,
-                  dtype=args.dtype, batch_size=args.batch_size,
-                  cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots, names=args.names,
-                  preset=args.preset, delta=args.delta, contrasts=parse_contrasts(args.contrast))
+    options = ProbeOptions.of(
+        data_dir=args.data_dir, source=args.source, limit=args.limit, seed=args.seed, out=args.out,
+        n_boot=args.n_boot, confidence=args.confidence, convention=args.convention, device=args.device,
+        dtype=args.dtype, batch_size=args.batch_size, cache_dir=False if args.no_cache else args.cache_dir,
+        plots=not args.no_plots, names=args.names, preset=args.preset, delta=args.delta,
+        contrasts=parse_contrasts(args.contrast))
     if args.perturb_only and not args.perturb:
         from vlmface.errors import VlmfaceError
 
@@ -62,10 +63,10 @@ def run_probe(args: argparse.Namespace) -> int:
 
         perturbations = perturbations_of(load_perturbations(args.perturb),
                                          args.perturb_only.split(",") if args.perturb_only else None)
-        for path in probe_sweep(args.probe, args.task, args.models, perturbations, **kwargs):
+        for path in probe_sweep(args.probe, args.task, args.models, perturbations, options):
             print(f"shift table: {path}")
         return 0
-    print(probe(args.probe, args.task, args.models, **kwargs).summary())
+    print(probe(args.probe, args.task, args.models, options).summary())
     return 0
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from vlmface.errors import VlmfaceError
 from vlmface.probes import compare as cmp
 from vlmface.probes import outputs as io
+from vlmface.probes.method import method_for
 
 SIDE_COLUMNS = ["model", "measure", "dimension", "group_col", "group", "k", "n", "value", "ci_lo", "ci_hi"]
 
@@ -54,16 +55,11 @@ def display_names(models: list[str], names: str | list[str] | None = None) -> li
     return chosen
 
 
-def spec_fingerprint(spec, preset: str, convention: str | None, delta: str | None) -> dict[str, Any]:
-    """What decides a social-perception probe's per-image scores and groups (terms, templates,
-    neutral prompts, convention, delta, preset), with its sha256: probe-compare needs them equal."""
-    body = {"method": spec.method, "preset": preset, "templates": list(spec.templates)}
-    if spec.method == "social_perception":
-        body.update({"neutral": spec.neutral_prompts, "dimensions": {k: list(v) for k, v in spec.dimensions.items()},
-                     "control": list(spec.control), "convention": convention or spec.convention,
-                     "delta": delta or spec.delta})
-    else:
-        body.update({"harmful": {k: list(v) for k, v in spec.harmful.items()}, "other": list(spec.other)})
+def spec_fingerprint(spec, method, preset: str, options) -> dict[str, Any]:
+    """What decides a probe's per-image scores and groups (the method's fingerprint of the spec:
+    for social perception its terms, templates, neutral prompts, convention, delta), the preset,
+    with its sha256: probe-compare needs them equal."""
+    body = {"method": spec.method, "preset": preset, **method.fingerprint(spec, options)}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return {**body, "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
@@ -102,11 +98,11 @@ def side_by_side_markdown(frame: pd.DataFrame) -> str:
 
 def write_comparison(out: Path, tables: dict[str, pd.DataFrame], table: pd.DataFrame | None, columns: list[str],
                      levels: dict[str, list[str]], models: list[str], *, n_boot: int, confidence: float, seed: int,
-                     cluster: str | None = None, contrasts: dict[str, tuple[str, str]] | None = None,
-                     plots: bool = True) -> tuple[dict[str, pd.DataFrame], list[Path]]:
-    """Write the comparison tables (and plots) of `models` into OUT; returns them and the plots.
-    `table`: the measured images' sample_id and factor labels (None: a probe without
-    per-image scores, e.g. denigration: side by side only)."""
+                     cluster: str | None = None, contrasts: dict[str, tuple[str, str]] | None = None
+                     ) -> dict[str, pd.DataFrame]:
+    """Write the comparison tables of `models` into OUT; returns them. `table`: the measured
+    images' sample_id and factor labels (None: a probe without per-image scores, e.g.
+    denigration: side by side only)."""
     found = {"side_by_side": side_by_side(tables)}
     if table is not None and len(models) >= 2 and "image_scores" in tables:
         result = cmp.compare_models(tables["image_scores"], table, columns, levels, models, n_boot=n_boot,
@@ -116,21 +112,7 @@ def write_comparison(out: Path, tables: dict[str, pd.DataFrame], table: pd.DataF
     for name, frame in found.items():
         io.write_table(frame, out / f"{name}.csv")
     (out / "side_by_side.md").write_text(side_by_side_markdown(found["side_by_side"]), encoding="utf-8")
-    written = _plots(out, tables, found, models) if plots else []
-    return found, written
-
-
-def _plots(out: Path, tables: dict[str, pd.DataFrame], found: dict[str, pd.DataFrame], models: list[str]) -> list[Path]:
-    try:
-        from vlmface.report import social_plots as sp
-        from vlmface.report.plots import save_figure
-    except ImportError as exc:  # matplotlib is the optional `report` extra
-        print(f"note: no comparison plots ({exc.name} is not installed: pip install 'vlmface[report]')")
-        return []
-    written = []
-    for stem, fig in sp.comparison_figures(tables.get("deltas"), found.get("model_differences")):
-        written.append(save_figure(fig, out / "plots", stem)[0])
-    return written
+    return found
 
 
 # ----- probe-compare: the comparison of probe folders made separately --------------------------
@@ -147,13 +129,8 @@ def _read_probe(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, p
     samples = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
     if "pixel_sha256" not in samples:
         raise VlmfaceError(f"{folder / 'samples.csv'}: no pixel_sha256 column; run the probe again")
-    tables = {}
-    text = {"sample_id": str, "group": str, "model": str, "term": str, "word": str, "group_col": str}
-    for name in COMPARED_TABLES:
-        file = folder / f"{name}.csv"
-        if file.is_file():
-            frame = pd.read_csv(file, dtype=text, keep_default_na=False, na_values=[""])
-            tables[name] = frame.fillna({c: "" for c in text if c in frame})
+    tables = {name: io.read_table(folder / f"{name}.csv") for name in COMPARED_TABLES
+              if (folder / f"{name}.csv").is_file()}
     return manifest, samples, tables
 
 
@@ -239,12 +216,10 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
         table = reference[reference["sample_id"].isin(measured)].reset_index(drop=True)
         deltas = merged["deltas"]
         levels = {c: list(dict.fromkeys(deltas.loc[deltas["group_col"] == c, "group"])) for c in settings["factors"]}
-    written = []
-    if plots and "deltas" in merged:
-        written += _deltas_plots(out, merged["deltas"])
-    _, compare_plots = write_comparison(out, merged, table, list(settings["factors"]), levels, shown, n_boot=n_boot,
-                                        confidence=confidence, seed=seed, cluster=settings.get("identity"),
-                                        contrasts=contrasts, plots=plots)
+    found = write_comparison(out, merged, table, list(settings["factors"]), levels, shown, n_boot=n_boot,
+                             confidence=confidence, seed=seed, cluster=settings.get("identity"), contrasts=contrasts)
+    method = method_for(manifests[0]["probe"]["method"], manifests[0]["probe"].get("module"), str(folders[0]))
+    written = io.draw_figures(out, method, {**merged, **found}) if plots else []
     record = {"command": "probe-compare", "task": manifests[0]["task"], "spec": manifests[0]["spec"],
               "preset": manifests[0].get("preset"), "images": len(reference), "images_encoded": 0,
               "texts_encoded": 0, "names": shown,
@@ -254,20 +229,7 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
               "bootstrap": {"unit": f"cluster ({settings['identity']})" if settings.get("identity") else "image",
                             "n_boot": n_boot, "confidence": confidence, "seed": seed},
               "contrasts": {c: list(g) for c, g in (contrasts or {}).items()},
-              "plots": [str(p) for p in written + compare_plots]}
+              "plots": [str(p) for p in written],
+              "outputs": io.outputs_record(method, {**merged, **found}, written, out)}
     io.write_json(record, out / "probe-compare.json")
     return record
-
-
-def _deltas_plots(out: Path, deltas: pd.DataFrame) -> list[Path]:
-    try:
-        from vlmface.report import social_plots as sp
-        from vlmface.report.plots import save_figure
-    except ImportError:
-        return []
-    dims = set(sp.dimension_means(deltas)["dimension"])
-    x, y = ("warmth", "competence") if {"warmth", "competence"} <= dims else (sorted(dims) + [None, None])[:2]
-    if y is None:
-        return []
-    return [save_figure(sp.plot_warmth_competence(deltas, x, y, title=f"{x} vs {y} by group (delta cosine x100)"),
-                        out / "plots", f"{x}_{y}")[0]]

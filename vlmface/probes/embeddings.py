@@ -1,5 +1,8 @@
 """The embedding stage: samples + texts -> one model's unit image and text matrices.
 
+It uses nothing of a backend but the embedding protocol (vlmface.backends.base.EmbeddingBackend):
+embed_images, embed_texts, embed_dim, identity, stats.
+
 Images go through the backend's image-embedding cache (keyed by model identity and pixel
 digest), so probing new terms, or re-running a probe, encodes no image twice; texts are
 cheap and always encoded. One model is loaded at a time and released before the next.
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vlmface.backends.base import EmbeddingBackend
 from vlmface.data import Sample
 from vlmface.errors import BackendError, SampleError
 
@@ -36,7 +40,7 @@ def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str
 
     entry = resolve_model(model)
     cls = backend_class(entry.backend)
-    if not (hasattr(cls, "embed_images") and hasattr(cls, "embed_texts")):  # checked before any weights load
+    if not issubclass(cls, EmbeddingBackend):  # checked before any weights load
         raise BackendError(f"model {model!r} ({entry.backend} backend) has no shared image-text embedding "
                            "space; probes need a dual encoder: a clip model (CLIP, SigLIP, SigLIP2)")
     backend = create_backend(entry, {k: v for k, v in options.items() if v is not None})
@@ -54,11 +58,11 @@ def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str
         backend.close()
 
 
-def _embed_images(backend, samples: list[Sample]) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+def _embed_images(backend: EmbeddingBackend, samples: list[Sample]) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """(unit rows, error per sample, pixel digest per sample: what `probe-compare` matches runs by)."""
     from vlmface.embedding_cache import image_digest
 
-    dim = int(backend.identity()["embed_dim"])
+    dim = int(backend.embed_dim)
     rows: list[np.ndarray] = []
     errors: list[str | None] = []
     digests: list[str | None] = []

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlmface.backends.base import l2_normalize
 from vlmface.probes.resample import mean_samples
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float64)
-    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
 def prompt_cosines(images: np.ndarray, prompts: np.ndarray, convention: str = "templates") -> np.ndarray:
@@ -30,7 +26,7 @@ def prompt_cosines(images: np.ndarray, prompts: np.ndarray, convention: str = "t
     if convention == "templates":
         return (images @ prompts.T).mean(axis=1)
     if convention == "embedding":
-        return images @ normalize(prompts.mean(axis=0))
+        return images @ l2_normalize(prompts.mean(axis=0))
     raise ValueError(f"convention {convention!r}: use 'templates' (mean of cosines) or 'embedding'")
 
 
@@ -40,7 +36,7 @@ def term_cosines(images: np.ndarray, prompts: np.ndarray, convention: str = "tem
     if convention == "templates":
         return (images @ prompts.reshape(terms * m, dim).T).reshape(len(images), terms, m).mean(axis=2)
     if convention == "embedding":
-        return images @ normalize(prompts.mean(axis=1)).T
+        return images @ l2_normalize(prompts.mean(axis=1)).T
     raise ValueError(f"convention {convention!r}: use 'templates' (mean of cosines) or 'embedding'")
 
 

@@ -7,11 +7,12 @@
     markedness.csv, ranking.csv, intersections.csv (deltas format), extremes.csv,
     factor_pairs.csv, factor_effects.csv, factor_tests.csv         (social perception)
     denigration.csv, labels.csv                                    (denigration)
+    (each method's tables: its `tables`, vlmface.probes.methods; probe.json `outputs` lists them)
     models/<model>.csv|.md   one wide table per model: groups x dimensions (or categories)
     comparison.csv|.md       per model: highest and lowest group of each dimension x factor
     model_differences.csv, gap_differences.csv, gap_groups.csv, rank_agreement.csv,
     side_by_side.csv|.md     the paired model comparison (see `comparison`)
-    plots/*.png|.svg
+    plots/*.png|.svg         the method's figures (vlmface.report.probe_plots)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from vlmface.probes.social import ALL
@@ -90,55 +90,30 @@ def write_model_tables(out: Path, long: pd.DataFrame, extras: dict[str, pd.DataF
     write_table(compared, out / "comparison.csv", markdown=True)
 
 
-# ----- plots -------------------------------------------------------------------------------------
-def social_plots(out: Path, deltas: pd.DataFrame, effects: pd.DataFrame, dimensions: list[str]) -> list[Path]:
-    from vlmface.report.plots import save_figure
-    from vlmface.report.social_plots import plot_factor_effects, plot_warmth_competence
-
-    written = []
-    x, y = ("warmth", "competence") if {"warmth", "competence"} <= set(dimensions) else (dimensions + [None])[:2]
-    groups = deltas[deltas["group_col"] != ALL]
-    if y is not None and len(groups):
-        fig = plot_warmth_competence(groups, x, y, title=f"{x} vs {y} by group (delta cosine x100)")
-        written.append(save_figure(fig, out / "plots", f"{x}_{y}")[0])
-    if len(effects):
-        fig = plot_factor_effects(effects, title="factor effects: median |delta delta cos| over pairs "
-                                                 "differing in that factor only",
-                                  ylabel="median |delta delta cos|\n(x100)")
-        written.append(save_figure(fig, out / "plots", "factor_effects")[0])
-    return written
+# ----- what a folder holds ------------------------------------------------------------------------
+TEXT_COLUMNS = ("sample_id", "group", "model", "model_a", "model_b", "term", "word", "group_col", "category",
+                "label", "dimension", "measure", "factor", "highest", "lowest")
 
 
-def plot_denigration(rates: pd.DataFrame):
-    """One panel per model x group column: each group's rate per harmful category, with CIs."""
-    from matplotlib.figure import Figure
-
-    from vlmface.report.plots import PALETTE
-
-    rates = rates[rates["group_col"] != ALL]
-    panels = list(dict.fromkeys(zip(rates["model"], rates["group_col"])))
-    fig = Figure(figsize=(max(6.0, 0.7 * rates["group"].nunique() + 3), 3.4 * len(panels)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(max(1, len(panels)), 1, squeeze=False)[:, 0])
-    for ax, (model, col) in zip(axes, panels):
-        part = rates[(rates["model"] == model) & (rates["group_col"] == col)]
-        groups, cats = list(dict.fromkeys(part["group"])), list(dict.fromkeys(part["category"]))
-        width = 0.8 / max(1, len(cats))
-        for i, cat in enumerate(cats):
-            rows = part[part["category"] == cat].set_index("group").reindex(groups)
-            err = np.nan_to_num(np.vstack([rows["rate"] - rows["ci_lo"], rows["ci_hi"] - rows["rate"]])).clip(min=0)
-            ax.bar(np.arange(len(groups)) + (i - (len(cats) - 1) / 2) * width, rows["rate"].fillna(0), width,
-                   yerr=err, capsize=2, color=PALETTE[i % len(PALETTE)], label=cat)
-        ax.set_xticks(np.arange(len(groups)), groups, rotation=20, ha="right")
-        ax.set_ylabel("% of images")
-        ax.set_title(f"{model}: by {col}", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-        ax.legend(fontsize=8)
-    fig.suptitle("denigration probe: share of faces given a harmful label")
-    return fig
+def read_table(path: Path) -> pd.DataFrame:
+    """A table written by `write_table`, labels as strings (an empty term stays ''), numbers as numbers."""
+    frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    return frame.fillna({c: "" for c in TEXT_COLUMNS if c in frame})
 
 
-def denigration_plots(out: Path, rates: pd.DataFrame) -> list[Path]:
-    from vlmface.report.plots import save_figure
+def outputs_record(method, tables: dict[str, pd.DataFrame], figures: list[Path], out: Path) -> dict[str, Any]:
+    """probe.json's `outputs`: the method, each table's file, the tables the report shows, the figures."""
+    return {"method": method.name, "tables": {name: f"{name}.csv" for name in tables},
+            "shown": [name for name in method.shown if name in tables],
+            "figures": [p.relative_to(out).as_posix() for p in figures]}
 
-    return [save_figure(plot_denigration(rates), out / "plots", "denigration")[0]] if len(rates) else []
+
+def draw_figures(out: Path, method, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """The method's figures of `tables` into OUT/plots/ (none, with a note, without matplotlib)."""
+    try:
+        from vlmface.report.probe_plots import write_figures
+
+        return write_figures(out, method.figures(tables))
+    except ImportError as exc:  # matplotlib is the optional `report` extra
+        print(f"note: no plots ({exc.name} is not installed: pip install 'vlmface[report]')")
+        return []

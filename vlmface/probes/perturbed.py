@@ -18,38 +18,43 @@ from vlmface.errors import VlmfaceError
 from vlmface.perturb.apply import Perturbation
 from vlmface.perturb.shift import shift_tables
 from vlmface.probes import outputs as io
+from vlmface.probes.method import method_for
+from vlmface.probes.options import ProbeOptions
 from vlmface.probes.run import probe as run_probe
-from vlmface.probes.spec import SocialPerceptionSpec, load_probe, resolve_task
+from vlmface.probes.spec import load_probe, resolve_task
 from vlmface.scoring.settings import ScoreSettings
 
 OUT_DIR = "robustness"
-SCORES_FILE = "image_scores.csv"
+SCORES_TABLE = "image_scores"
+SCORES_FILE = f"{SCORES_TABLE}.csv"
 
 
 def probe_sweep(probe: str | Path, task: str | Path, models: str | list[str], perturbations: list[Perturbation],
-                **probe_kwargs: Any) -> list[Path]:
+                options: ProbeOptions | None = None, **given: Any) -> list[Path]:
     """The clean probe into OUT, each perturbation level into OUT/<suffix>, then the shift tables;
-    returns the paths of the tables written. probe_kwargs: those of `probe` (out, limit, n_boot, ...)."""
+    returns the paths of the tables written. options / given: those of `probe` (out, limit, n_boot, ...)."""
+    o = ProbeOptions.of(options, **given)
     spec = load_probe(probe)
-    if not isinstance(spec, SocialPerceptionSpec):
+    method = method_for(spec.method, spec.module, spec.where)
+    if SCORES_TABLE not in method.tables:
         raise VlmfaceError(f"--perturb: probe {spec.name!r} is a {spec.method} probe; shifts are measured on "
-                           "per-image scores, which only social-perception probes have")
+                           f"per-image scores ({SCORES_FILE}), which {spec.method} probes do not write")
     perturbed = [p for p in perturbations if p.level != p.spec.identity]  # the identity level is the clean probe
-    out = Path(probe_kwargs.pop("out", "results/probe"))
-    if probe_kwargs.get("cache_dir") is None:  # one cache for every level, not one per folder
-        probe_kwargs["cache_dir"] = out / ".cache"
-    clean = run_probe(probe, task, models, out=out, **probe_kwargs)
+    out = o.out_dir
+    if o.cache_dir is None:  # one cache for every level, not one per folder
+        o = ProbeOptions.of(o, cache_dir=out / ".cache")
+    clean = run_probe(probe, task, models, o)
     print(clean.summary())
     runs: dict[str, list[tuple[float, Path]]] = {}
     identity: dict[str, float] = {}
     for p in perturbed:
-        result = run_probe(probe, task, models, out=out / p.suffix, perturbation=p, **probe_kwargs)
+        result = run_probe(probe, task, models, o, out=out / p.suffix, perturbation=p)
         print(result.summary())
         runs.setdefault(p.name, []).append((p.level, result.out))
         identity[p.name] = p.spec.identity
-    settings = ScoreSettings(min_group_n=spec.min_group_n, n_boot=probe_kwargs.get("n_boot", 1000),
-                             seed=probe_kwargs.get("seed", 0), confidence=probe_kwargs.get("confidence", 0.95))
-    factors = spec.settings_for(resolve_task(task), probe_kwargs.get("preset")).factors
+    settings = ScoreSettings(n_boot=o.n_boot, seed=o.seed, confidence=o.confidence,
+                             **({"min_group_n": spec.min_group_n} if hasattr(spec, "min_group_n") else {}))
+    factors = spec.settings_for(resolve_task(task), o.preset).factors
     groups = pd.read_csv(out / "samples.csv", dtype=str, keep_default_na=False)
     group_columns = [c for c in groups.columns if c in factors]
     written = []

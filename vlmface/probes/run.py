@@ -2,8 +2,9 @@
 
 Flow: load the probe spec and the task; load the samples, drop the spec's exclusions, take
 the seeded stratified --limit; embed every image and text with each model in turn (images
-through the embedding cache); keep the images every model could embed; analyse each model
-on the same images and pairs; write the tables, the comparison and the plots.
+through the embedding cache); keep the images every model could embed; let the spec's method
+(vlmface.probes.method) analyse every model on the same images; write its tables, the model
+comparison and its figures, and probe.json (which lists them under `outputs`).
 """
 
 from __future__ import annotations
@@ -22,18 +23,14 @@ import pandas as pd
 
 from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import DataError, VlmfaceError
-from vlmface.perturb.apply import Perturbation
 from vlmface.probes import comparison as cmpw
-from vlmface.probes import denigration as dn
 from vlmface.probes import outputs as io
-from vlmface.probes import social
 from vlmface.probes.embeddings import ModelEmbeddings, embed
-from vlmface.probes.spec import (DEFAULT_PRESET, DatasetSettings, DenigrationSpec, SocialPerceptionSpec,
-                                 load_probe, resolve_task)
+from vlmface.probes.method import ModelVectors, ProbeData, method_for
+from vlmface.probes.options import ProbeOptions
+from vlmface.probes.social import group_order
+from vlmface.probes.spec import DEFAULT_PRESET, DatasetSettings, load_probe, resolve_task
 from vlmface.tasks import TaskSpec
-
-SOCIAL_TABLES = ["deltas", "markedness", "ranking", "intersections", "extremes", "factor_pairs",
-                 "factor_effects", "factor_tests", "image_scores"]
 
 
 @dataclass
@@ -140,59 +137,45 @@ def _levels(task: TaskSpec, table: pd.DataFrame, settings: DatasetSettings) -> d
     """Per factor column, its groups in label order (without an experimental design's unvaried word)."""
     columns = [c for c in table.columns if c in task.attributes]
     labels = {c: [str(v) for v in task.attributes[c].labels] for c in columns}
-    return social.group_order(table, columns, labels, settings.unvaried)
+    return group_order(table, columns, labels, settings.unvaried)
 
 
 def _sha256(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else None
 
 
-def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_dir: str | Path | None = None,
-          source: str | None = None, limit: int | None = None, seed: int = 0, out: str | Path = "results/probe",
-          n_boot: int = 1000, confidence: float = 0.95, convention: str | None = None, device: str = "auto",
-          dtype: str | None = None, batch_size: int | None = None, cache_dir: str | Path | None | bool = None,
-          plots: bool = True, perturbation: Perturbation | None = None, names: str | list[str] | None = None,
-          preset: str | None = None, delta: str | None = None,
-          contrasts: dict[str, tuple[str, str]] | None = None) -> ProbeResult:
+def probe(probe: str | Path, task: str | Path, models: str | list[str], options: ProbeOptions | None = None,
+          **given: Any) -> ProbeResult:
     """Run a probe spec (name in tasks/probes/ or path) on a task with each model; write OUT.
-    cache_dir: image-embedding cache root (None: OUT/.cache; False: none). perturbation: applied
-    to the selected images as they are decoded (the same images as the clean probe's).
-    names: display names of the models in every table and plot (default: alias or last path
-    component). preset: the spec's dataset settings to use (default 'toolkit'; 'paper': the
-    authors' protocol). delta: 'absolute' or 'relative' (default: the spec's). contrasts: the
-    gap of a factor taken between two chosen groups ({column: (g1, g2)})."""
+    `options` (or its fields as keywords, e.g. limit=60, out=...): see `ProbeOptions`."""
     started = datetime.now(timezone.utc)
     clock = _Clock()
+    o = ProbeOptions.of(options, **given)
     spec = load_probe(probe)
+    method = method_for(spec.method, spec.module, spec.where)
     task_spec = resolve_task(task)
-    preset = preset or DEFAULT_PRESET
+    preset = o.preset or DEFAULT_PRESET
     settings = spec.settings_for(task_spec, preset)
     model_names = _model_list(models)
-    shown = cmpw.display_names(model_names, names)
-    if delta not in (None, "absolute", "relative"):
-        raise VlmfaceError(f"--delta {delta!r}: use absolute or relative")
-    if delta and not isinstance(spec, SocialPerceptionSpec):
-        raise VlmfaceError(f"--delta: probe {spec.name!r} is a {spec.method} probe; delta applies to social perception")
-    source = source or settings.source
-    out = Path(out)
-    loaded = load_samples(task_spec, source, data_dir)
-    samples, excluded = _select(loaded.samples, task_spec, settings, limit, seed)
-    if perturbation is not None:
-        samples = perturbation.wrap(samples)
-    klasses = dn.classes(spec, task_spec, settings) if isinstance(spec, DenigrationSpec) else []
-    texts = social.prompt_texts(spec) if isinstance(spec, SocialPerceptionSpec) else dn.prompt_texts(spec, klasses)
+    shown = cmpw.display_names(model_names, o.names)
+    method.check_options(spec, o)
+    source = o.source or settings.source
+    out = o.out_dir
+    loaded = load_samples(task_spec, source, o.data_dir)
+    samples, excluded = _select(loaded.samples, task_spec, settings, o.limit, o.seed)
+    if o.perturbation is not None:
+        samples = o.perturbation.wrap(samples)
+    texts = method.texts(spec, task_spec, settings)
     clock.lap("load")
-    cache = None if cache_dir is False else Path(cache_dir or out / ".cache")
-    options = {"device": device, "dtype": dtype, "batch_size": batch_size, "cache_dir": cache}
-    embedded = [embed(m, samples, texts, options) for m in model_names]
+    embedded = [embed(m, samples, texts, o.backend_options()) for m in model_names]
     used, failed = _usable(samples, embedded)
     if not used:
         raise DataError(f"no image could be embedded by every model; first error: {failed[0]}")
     clock.lap("embed")
     table = _factor_table([samples[i] for i in used], settings)
     levels = _levels(task_spec, table, settings)
-    analysed = _analyse(spec, settings, task_spec, embedded, shown, used, table, levels, klasses, n_boot=n_boot,
-                        confidence=confidence, seed=seed, convention=convention, delta=delta)
+    vectors = [ModelVectors(name, e.images[used], e.vectors) for e, name in zip(embedded, shown)]
+    analysed = method.analyse(ProbeData(spec, task_spec, settings, o, table, levels, vectors))
     tables = {**analysed.tables, "comparison": io.comparison(analysed.long)}
     clock.lap("analyse")
     out.mkdir(parents=True, exist_ok=True)
@@ -200,26 +183,23 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], *, data_
     for name, frame in analysed.tables.items():
         io.write_table(frame, out / f"{name}.csv")
     io.write_model_tables(out, analysed.long, analysed.extras, tables["comparison"])
-    written = _plots(out, spec, tables) if plots else []
-    measured = table[social.measure_rows(table, settings)] if isinstance(spec, SocialPerceptionSpec) else None
-    compared, compare_plots = cmpw.write_comparison(
-        out, tables, measured, list(settings.factors), levels, shown, n_boot=n_boot, confidence=confidence,
-        seed=seed, cluster=settings.identity, contrasts=contrasts, plots=plots)
+    compared = cmpw.write_comparison(out, tables, analysed.measured, list(settings.factors), levels, shown,
+                                     n_boot=o.n_boot, confidence=o.confidence, seed=o.seed,
+                                     cluster=settings.identity, contrasts=o.contrasts)
     tables.update(compared)
-    written += compare_plots
+    written = io.draw_figures(out, method, tables) if o.plots else []
     clock.lap("write")
     manifest = _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started,
-                         data_dir=data_dir, source=source, limit=limit, seed=seed, n_boot=n_boot,
-                         confidence=confidence, convention=convention or getattr(spec, "convention", None),
-                         cache=cache)
+                         o, source)
     manifest["models"] = [{"name": name, **entry} for name, entry in zip(shown, manifest["models"])]
     manifest["preset"] = preset
-    manifest["spec"] = cmpw.spec_fingerprint(spec, preset, convention, delta)
+    manifest["spec"] = cmpw.spec_fingerprint(spec, method, preset, o)
     manifest["bootstrap"] = {"unit": f"cluster ({settings.identity})" if settings.identity else "image",
-                             "n_boot": n_boot, "confidence": confidence, "seed": seed}
-    manifest["contrasts"] = {c: list(g) for c, g in (contrasts or {}).items()}
-    if perturbation is not None:
-        manifest["perturbation"] = perturbation.describe()
+                             "n_boot": o.n_boot, "confidence": o.confidence, "seed": o.seed}
+    manifest["contrasts"] = {c: list(g) for c, g in (o.contrasts or {}).items()}
+    if o.perturbation is not None:
+        manifest["perturbation"] = o.perturbation.describe()
+    manifest["outputs"] = io.outputs_record(method, tables, written, out)
     manifest["timings"] = clock.laps
     io.write_json(manifest, out / "probe.json")
     return ProbeResult(out, tables, manifest, written)
@@ -245,62 +225,23 @@ def _usable(samples: list[Sample], embedded: list[ModelEmbeddings]) -> tuple[lis
     return used, failed
 
 
-@dataclass
-class _Analysed:
-    tables: dict[str, pd.DataFrame]
-    long: pd.DataFrame  # model, measure, group_col, group, n, value: what the comparison reads
-    extras: dict[str, pd.DataFrame]  # model -> extra columns of its wide table, by group
-
-
-def _analyse(spec, settings, task_spec, embedded, shown, used, table, levels, klasses, *, n_boot, confidence,
-             seed, convention, delta) -> _Analysed:
-    per_model: list[dict[str, pd.DataFrame]] = []
-    if isinstance(spec, SocialPerceptionSpec):
-        pairs = social.factor_pairs(table, settings, spec.pairs.n, seed)
-        for e, name in zip(embedded, shown):
-            per_model.append(social.analyse(name, e.images[used], e.vectors, spec, settings, table, levels,
-                                            pairs, n_boot=n_boot, confidence=confidence, seed=seed,
-                                            convention=convention, delta=delta))
-        tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in SOCIAL_TABLES}
-        extras = {name: t["markedness"][["group_col", "group", "markedness"]]
-                  for name, t in zip(shown, per_model)}
-        return _Analysed(tables, io.dimension_long(tables["deltas"]), extras)
-    for e, name in zip(embedded, shown):
-        per_model.append(dn.analyse(name, e.images[used], e.vectors, spec, klasses, table,
-                                    list(settings.factors), levels, n_boot=n_boot, confidence=confidence,
-                                    seed=seed))
-    tables = {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in ("denigration", "labels")}
-    rates = tables["denigration"].rename(columns={"category": "measure", "rate": "value"})
-    return _Analysed(tables, rates[["model", "measure", "group_col", "group", "n", "value"]], {})
-
-
-def _plots(out: Path, spec, tables: dict[str, pd.DataFrame]) -> list[Path]:
-    try:
-        if isinstance(spec, SocialPerceptionSpec):
-            return io.social_plots(out, tables["deltas"], tables["factor_effects"], list(spec.dimensions))
-        return io.denigration_plots(out, tables["denigration"])
-    except ImportError as exc:  # matplotlib is the optional `report` extra
-        print(f"note: no plots ({exc.name} is not installed: pip install 'vlmface[report]')")
-        return []
-
-
-def _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started, *,
-              data_dir, source, limit, seed, n_boot, confidence, convention, cache) -> dict[str, Any]:
+def _manifest(spec, task_spec, settings, loaded, excluded, samples, used, failed, embedded, started,
+              o: ProbeOptions, source: str | None) -> dict[str, Any]:
     import scipy
 
     return {
         "probe": {"name": spec.name, "method": spec.method, "path": str(spec.path) if spec.path else None,
-                  "sha256": _sha256(spec.path)},
+                  "sha256": _sha256(spec.path), **({"module": spec.module} if spec.module else {})},
         "task": task_spec.name, "task_path": str(task_spec.path) if task_spec.path else None,
         "task_sha256": _sha256(task_spec.path),
-        "data": {"source": source or task_spec.default_source, "data_dir": str(data_dir) if data_dir else None,
+        "data": {"source": source or task_spec.default_source, "data_dir": str(o.data_dir) if o.data_dir else None,
                  "location": loaded.location, "fingerprint": loaded.fingerprint, "loaded": len(loaded.samples),
                  "skipped_by_loader": len(loaded.skipped), "skipped_examples": loaded.skipped[:20],
                  "excluded": excluded, "selected": len(samples), "not_embedded": failed[:50],
                  "n_not_embedded": len(failed), "used": len(used)},
-        "settings": settings.model_dump(), "limit": limit, "seed": seed, "n_boot": n_boot,
-        "confidence": confidence, "convention": convention,
-        "embedding_cache": str(cache) if cache else None,
+        "settings": settings.model_dump(), "limit": o.limit, "seed": o.seed, "n_boot": o.n_boot,
+        "confidence": o.confidence, "convention": o.convention or getattr(spec, "convention", None),
+        "embedding_cache": str(o.cache_root()) if o.cache_root() else None,
         "models": [{"model": e.model, "identity": e.identity, "stats": e.stats} for e in embedded],
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
                      "scipy": scipy.__version__, "vlmface": _version()},

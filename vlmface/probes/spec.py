@@ -12,9 +12,9 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vlmface.errors import SpecError
 from vlmface.specfiles import find_specs, read_yaml_mapping, spec_path, validation_message
@@ -107,16 +107,20 @@ class DatasetSettings(_Strict):
 DEFAULT_PRESET = "toolkit"  # a spec's `datasets`: the toolkit's own protocol
 
 
-class _ProbeBase(_Strict):
+class ProbeSpecBase(_Strict):
+    """What every probe spec holds; a method's spec model adds its own fields (and narrows `method`)."""
+
     name: str
     kind: Literal["probe"]
+    method: str  # the probe method (vlmface.probes.method): social_perception, denigration, ...
+    module: str | None = None  # the importable module of a method that is not built in (my_probes.toy)
     description: str = ""
     datasets: dict[str, DatasetSettings] = Field(default_factory=dict)
     presets: dict[str, dict[str, DatasetSettings]] = Field(default_factory=dict)  # name -> task -> settings
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _check_presets(self) -> _ProbeBase:
+    def _check_presets(self) -> ProbeSpecBase:
         if DEFAULT_PRESET in self.presets:
             raise ValueError(f"presets: {DEFAULT_PRESET!r} is the name of `datasets`; name the preset otherwise")
         return self
@@ -146,7 +150,7 @@ class Pairs(_Strict):
     n: int = Field(default=1000, ge=1)  # pairs per factor (all of them when there are fewer)
 
 
-class SocialPerceptionSpec(_ProbeBase):
+class SocialPerceptionSpec(ProbeSpecBase):
     """Delta cosine of each face to term prompts vs the neutral prompt (Hausladen et al.)."""
 
     method: Literal["social_perception"]
@@ -192,7 +196,7 @@ class SocialPerceptionSpec(_ProbeBase):
         return [t.replace("{term}", term) for t in self.templates]
 
 
-class DenigrationSpec(_ProbeBase):
+class DenigrationSpec(ProbeSpecBase):
     """Zero-shot classification among people classes plus harmful classes (CLIP paper, 7.1)."""
 
     method: Literal["denigration"]
@@ -229,10 +233,6 @@ def indefinite_article(phrase: str) -> str:
     return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
-ProbeSpec = Annotated[Union[SocialPerceptionSpec, DenigrationSpec], Field(discriminator="method")]
-_ADAPTER = TypeAdapter(ProbeSpec)
-
-
 def _check_templates(templates: list[str], slot: str, field_name: str) -> None:
     if not templates:
         raise ValueError(f"'{field_name}' needs at least one template")
@@ -259,21 +259,25 @@ def available_probes() -> dict[str, Path]:
     return find_specs(probe_dirs())
 
 
-def load_probe_file(path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
+def load_probe_file(path: str | Path) -> ProbeSpecBase:
+    """A probe spec file, validated by the spec model of its `method` (vlmface.probes.method)."""
+    from vlmface.probes.method import method_for
+
     path = Path(path)
     raw = read_yaml_mapping(path, "probe spec")
     if raw.get("kind") != "probe":
         raise SpecError(f"{path}: not a probe spec (it needs kind: probe and a method: "
                         "social_perception or denigration)")
     raw.setdefault("name", path.stem)
+    method = method_for(raw.get("method"), raw.get("module"), str(path))
     try:
-        return _ADAPTER.validate_python({**raw, "path": path})
+        return method.spec_model.model_validate({**raw, "path": path})
     except ValidationError as exc:
         raise SpecError(validation_message(path, "probe spec", exc, "see tasks/probes/social-perception.yaml "
                                            "and denigration.yaml for the fields")) from None
 
 
-def load_probe(name_or_path: str | Path) -> SocialPerceptionSpec | DenigrationSpec:
+def load_probe(name_or_path: str | Path) -> ProbeSpecBase:
     """A probe by name (tasks/probes/NAME.yaml) or by path to a YAML file."""
     return load_probe_file(spec_path(name_or_path, available_probes(), "probe"))
 
