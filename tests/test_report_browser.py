@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from test_report_fixtures import write_probe_folder
+
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
                  if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(
@@ -159,7 +161,7 @@ def open_in_chromium(html: Path, tmp: Path) -> dict:
 
 
 def _synthetic_probe(folder: Path) -> None:
-    """A social-perception probe output (its producer is not built yet): deltas.csv only."""
+    """A social-perception probe folder: deltas.csv and the probe.json that lists it."""
     rng = np.random.default_rng(0)
     rows = []
     for dimension in ("warmth", "competence"):
@@ -169,8 +171,7 @@ def _synthetic_probe(folder: Path) -> None:
                 rows.append({"model": "clip-vit-b-32", "dimension": dimension, "term": "", "group_col": col,
                              "group": group, "n": 200, "delta_cos": mean,
                              "ci_lo": mean - 0.4, "ci_hi": mean + 0.4})
-    folder.mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(folder / "deltas.csv", index=False)
+    write_probe_folder(folder, pd.DataFrame(rows))
 
 
 @pytest.fixture(scope="module")

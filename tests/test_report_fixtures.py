@@ -112,3 +112,21 @@ def deltas_frame(seed: int = 0, models=("clip-vit-b-32",)) -> pd.DataFrame:
                                      "group": group, "n": 100, "delta_cos": value,
                                      "ci_lo": value - 0.3, "ci_hi": value + 0.3})
     return pd.DataFrame(rows)
+
+
+def write_probe_folder(folder, deltas: pd.DataFrame, **tables: pd.DataFrame):
+    """A social-perception probe folder as `vlmface probe` leaves it, for the report: its tables
+    and the probe.json `outputs` the report finds them through."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"deltas": deltas, **tables}
+    for name, frame in written.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    outputs = {"method": "social_perception", "tables": {name: f"{name}.csv" for name in written},
+               "shown": [], "figures": []}
+    record = {"probe": {"name": "social-perception", "method": "social_perception"}, "task": "utkface",
+              "data": {"used": 100}, "models": [{"name": m} for m in dict.fromkeys(deltas["model"])],
+              "outputs": outputs}
+    (folder / "probe.json").write_text(json.dumps(record), encoding="utf-8")
+    return folder

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from test_report_fixtures import build_results, deltas_frame, write_references
+from test_report_fixtures import build_results, deltas_frame, write_probe_folder, write_references
 from vlmface.errors import VlmfaceError
 from vlmface.report import build_report
 from vlmface.report.html import SCRIPT
@@ -31,8 +31,7 @@ class Tags(HTMLParser):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     results = build_results(tmp_path_factory.mktemp("results"))
-    (results / "probe" / "clip").mkdir(parents=True)
-    deltas_frame().to_csv(results / "probe" / "clip" / "deltas.csv", index=False)
+    write_probe_folder(results / "probe" / "clip", deltas_frame())
     return build_report(results, references=write_references(results.parent / "refs.yaml"))
 
 

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-from test_report_fixtures import build_results, deltas_frame
+from test_report_fixtures import build_results, deltas_frame, write_probe_folder
 from vlmface.errors import VlmfaceError
 from vlmface.report import collect_runs
 from vlmface.report.gallery import plan
@@ -133,8 +133,7 @@ def test_read_deltas_csv_round_trip_and_missing_columns(tmp_path):
 
 def test_plan_covers_every_plot_kind(tmp_path):
     results = build_results(tmp_path / "results")
-    (results / "probe" / "clip").mkdir(parents=True)
-    deltas_frame().to_csv(results / "probe" / "clip" / "deltas.csv", index=False)
+    write_probe_folder(results / "probe" / "clip", deltas_frame())
     plots = plan(collect_runs(results))
     stems = [p.stem for p in plots]
     assert len(stems) == len(set(stems))
@@ -150,15 +149,13 @@ def test_a_probe_of_several_models_gets_the_comparison_figures(tmp_path):
 
     results = tmp_path / "results"
     folder = results / "probe" / "two"
-    folder.mkdir(parents=True)
     deltas = deltas_frame(models=("m1", "m2"))
-    deltas.to_csv(folder / "deltas.csv", index=False)
     means = deltas[deltas["term"] == ""]
     wide = means.pivot_table(index=["dimension", "group_col", "group"], columns="model", values="delta_cos", sort=False)
     rows = [{"dimension": d, "group_col": c, "group": g, "model_a": "m1", "model_b": "m2", "n": 10,
              "diff": r["m2"] - r["m1"], "ci_lo": r["m2"] - r["m1"] - 0.5, "ci_hi": r["m2"] - r["m1"] + 0.5,
              "p_value": 0.01, "p_holm": 0.04} for (d, c, g), r in wide.iterrows()]
-    pd.DataFrame(rows, columns=cmp.DIFFERENCE_COLUMNS).to_csv(folder / "model_differences.csv", index=False)
+    write_probe_folder(folder, deltas, model_differences=pd.DataFrame(rows, columns=cmp.DIFFERENCE_COLUMNS))
     plots = plan(collect_runs(results))
     stems = {p.stem.split("__")[0]: p for p in plots}
     assert {"warmth_competence", "factor_effects", "model_differences", "model_heatmap"} <= set(stems)

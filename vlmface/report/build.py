@@ -16,6 +16,7 @@ from vlmface.report.gallery import plan
 from vlmface.report.html import render_html
 from vlmface.report.leaderboard import leaderboard, write_leaderboard
 from vlmface.report.plots import save_figure
+from vlmface.report.probes import ProbeFolder, find_probes, probes_html
 from vlmface.report.reference import load_references, write_placements
 
 
@@ -46,9 +47,10 @@ class ReportResult:
         return "\n".join(lines)
 
 
-def _draw_all(collection: Collection, plots_dir: Path) -> tuple[list[tuple[str, str, str, bytes]], list[Path]]:
+def _draw_all(collection: Collection, plots_dir: Path, probes: list[ProbeFolder]
+              ) -> tuple[list[tuple[str, str, str, bytes]], list[Path]]:
     figures, files = [], []
-    for item in [*plan(collection), *fairness_plan(collection)]:
+    for item in [*plan(collection, probes), *fairness_plan(collection)]:
         png, svg, data = save_figure(item.draw(), plots_dir, item.stem)
         figures.append((item.section, item.stem, item.caption, data))
         files += [png, svg]
@@ -75,7 +77,9 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
     board = leaderboard(collection, refs, group_col=group_col)
     csv_path, md_path = write_leaderboard(board, out_dir)
     references_csv, placed = write_placements(collection.overall, refs, out_dir)
-    figures, files = _draw_all(collection, out_dir / "plots") if plots else ([], [])
+    probes, unread = find_probes(results_dir, out_dir)
+    collection.skipped += unread
+    figures, files = _draw_all(collection, out_dir / "plots", probes) if plots else ([], [])
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     page = render_html(board=board, refs=refs, runs=collection.runs, figures=figures,
                        title="vlmface report",
@@ -83,7 +87,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, *, group_col: s
                                 f"generated {stamp}",
                        warnings=collection.warnings, skipped=collection.skipped, placements=placed,
                        fairness=fairness_html(collection),
-                       sensitivity=sensitivity_html(results_dir, out_dir))
+                       sensitivity=sensitivity_html(results_dir, out_dir), probes=probes_html(probes))
     html_path = out_dir / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportResult(out_dir, board, csv_path, md_path, html_path, files, collection, references_csv)

@@ -3,8 +3,8 @@
 One section per task x attribute (the runs of every model side by side): per-group scores on
 the task's first group column, the gap forest over every single group column, refusal and
 invalid rates by group when any run has some, then one confusion heatmap per run (labelled
-attributes). One section per probe output (deltas.csv): warmth vs competence by group, and
-factor effects.
+attributes). One section per probe folder (found through its probe.json): the figures its
+method draws (vlmface.report.probe_plots).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Callable, Iterator
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vlmface.report import plots, social_plots
+from vlmface.report import plots
 from vlmface.report.collect import Collection
+from vlmface.report.probes import ProbeFolder, find_probes
 
 
 @dataclass
@@ -91,39 +92,11 @@ def _per_attribute(collection: Collection) -> Iterator[Plot]:
         yield from _confusions(collection, rows, where)
 
 
-def _social(collection: Collection) -> Iterator[Plot]:
-    for path in collection.probes:
-        deltas = social_plots.read_deltas(path)
-        name = path.parent.relative_to(collection.results_dir).as_posix() or "probe"
-        dims = set(social_plots.dimension_means(deltas)["dimension"])
-        if {"warmth", "competence"} <= dims:
-            yield Plot(f"social perception · {name}", _stem("warmth_competence", name),
-                       "warmth vs competence (delta cosine x100) by group, with CIs",
-                       lambda d=deltas, n=name: social_plots.plot_warmth_competence(
-                           d, title=f"{n}: warmth vs competence"))
-        effects = social_plots.factor_effects(deltas)
-        if not effects.empty:
-            yield Plot(f"social perception · {name}", _stem("factor_effects", name),
-                       "factor effects, spread of group means (max - min) per dimension",
-                       lambda e=effects, n=name: social_plots.plot_factor_effects(e, f"{n}: factor effects"))
-        yield from _model_comparison(path.parent, deltas, name)
-
-
-def _model_comparison(folder, deltas, name: str) -> Iterator[Plot]:
-    """A probe (or probe-compare) folder of several models: the paired differences and the heatmap."""
-    differences = folder / "model_differences.csv"
-    if differences.is_file():
-        frame = pd.read_csv(differences, dtype={"group": str, "model_a": str, "model_b": str},
-                            keep_default_na=False, na_values={c: [""] for c in ("diff", "ci_lo", "ci_hi",
-                                                                                "p_value", "p_holm")})
-        if len(frame):
-            yield Plot(f"social perception · {name}", _stem("model_differences", name),
-                       "paired model differences (B - A) of each group's mean, with 95% CIs; filled: Holm p < 0.05",
-                       lambda f=frame, n=name: social_plots.plot_difference_forest(f, f"{n}: paired differences"))
-    if social_plots.dimension_means(deltas)["model"].nunique() >= 2:
-        yield Plot(f"social perception · {name}", _stem("model_heatmap", name),
-                   "group means per model and dimension (delta cosine x100)",
-                   lambda d=deltas, n=name: social_plots.plot_model_heatmap(d, f"{n}: group means per model"))
+def _probe_figures(probes: list[ProbeFolder]) -> Iterator[Plot]:
+    """Each probe folder's figures, as its method draws them (vlmface.report.probe_plots)."""
+    for folder in probes:
+        for figure in folder.figures():
+            yield Plot(folder.section, _stem(figure.stem, folder.name), figure.caption, figure.draw)
 
 
 def _prompt_sensitivity(collection: Collection) -> Iterator[Plot]:
@@ -133,5 +106,8 @@ def _prompt_sensitivity(collection: Collection) -> Iterator[Plot]:
         yield Plot(section, _stem(stem), caption, draw)
 
 
-def plan(collection: Collection) -> list[Plot]:
-    return [*_per_attribute(collection), *_social(collection), *_prompt_sensitivity(collection)]
+def plan(collection: Collection, probes: list[ProbeFolder] | None = None) -> list[Plot]:
+    """Every plot of the report; `probes` default: those found under the results folder."""
+    if probes is None:
+        probes = find_probes(collection.results_dir, collection.exclude)[0]
+    return [*_per_attribute(collection), *_probe_figures(probes), *_prompt_sensitivity(collection)]

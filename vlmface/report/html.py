@@ -179,11 +179,14 @@ def notes_html(warnings: list[str], skipped: list[tuple[str, str]]) -> str:
 def render_html(*, board: pd.DataFrame, refs: pd.DataFrame, runs: pd.DataFrame,
                 figures: list[tuple[str, str, str, bytes]], title: str, subtitle: str,
                 warnings: list[str], skipped: list[tuple[str, str]],
-                placements: pd.DataFrame | None = None, fairness: str = "", sensitivity: str = "") -> str:
+                placements: pd.DataFrame | None = None, fairness: str = "", sensitivity: str = "",
+                probes: str = "") -> str:
     sensitivity = (f"<h2>Prompt sensitivity</h2><p class=\"muted\">Per prompt variant (first: the default) and "
                    f"group: accuracy, paired difference from the default, answer flips, invalid and refused "
                    f"rates (<code>prompt_sensitivity/</code> of each default run).</p>{sensitivity}"
                    if sensitivity else "")
+    probes = (f"<h2>Probes</h2><p class=\"muted\">Each probe folder (found through its probe.json): what ran and "
+              f"the tables its method shows; every table is a CSV in the folder.</p>{probes}" if probes else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_csp()}">
@@ -211,6 +214,7 @@ faces to report), signed error, "predicted as" shares and shrunk intersection ce
 (definitions: docs/fairness.md).</p>
 {fairness}
 {sensitivity}
+{probes}
 <h2>Runs</h2><p class="muted">Each run's manifest (run.json): model revision, prompt template hashes,
 dataset fingerprint, versions.</p>
 {manifests_html(runs)}
