@@ -63,22 +63,10 @@ def spec_fingerprint(spec, method, preset: str, options) -> dict[str, Any]:
     return {**body, "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
-def side_by_side(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Markedness, ranking measures and denigration rates of every model, one row per value."""
-    parts = []
-    if "markedness" in tables and len(tables["markedness"]):
-        m = tables["markedness"]
-        parts.append(pd.DataFrame({"model": m["model"], "measure": "markedness", "dimension": m["word"],
-                                   "group_col": m["group_col"], "group": m["group"], "k": pd.NA, "n": m["n"],
-                                   "value": m["markedness"], "ci_lo": m["ci_lo"], "ci_hi": m["ci_hi"]}))
-    if "ranking" in tables and len(tables["ranking"]):
-        r = tables["ranking"]
-        parts.append(r.assign(measure=r["metric"])[SIDE_COLUMNS])
-    if "denigration" in tables and len(tables["denigration"]):
-        d = tables["denigration"]
-        parts.append(pd.DataFrame({"model": d["model"], "measure": "denigration", "dimension": d["category"],
-                                   "group_col": d["group_col"], "group": d["group"], "k": pd.NA, "n": d["n"],
-                                   "value": d["rate"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]}))
+def side_by_side(method, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The method's rates and ranking measures of every model (e.g. markedness, Skew@k, denigration
+    rates), one row per value (SIDE_COLUMNS)."""
+    parts = [part[SIDE_COLUMNS] for part in method.side_by_side(tables) if len(part)]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SIDE_COLUMNS)
     return frame[SIDE_COLUMNS].astype({"k": "Int64"})
 
@@ -95,14 +83,14 @@ def side_by_side_markdown(frame: pd.DataFrame) -> str:
     return wide.to_markdown(index=False) + "\n"
 
 
-def write_comparison(out: Path, tables: dict[str, pd.DataFrame], table: pd.DataFrame | None, columns: list[str],
+def write_comparison(out: Path, method, tables: dict[str, pd.DataFrame], table: pd.DataFrame | None, columns: list[str],
                      levels: dict[str, list[str]], models: list[str], *, n_boot: int, confidence: float, seed: int,
                      cluster: str | None = None, contrasts: dict[str, tuple[str, str]] | None = None
                      ) -> dict[str, pd.DataFrame]:
     """Write the comparison tables of `models` into OUT; returns them. `table`: the measured
     images' sample_id and factor labels (None: a probe without per-image scores, e.g.
     denigration: side by side only)."""
-    found = {"side_by_side": side_by_side(tables)}
+    found = {"side_by_side": side_by_side(method, tables)}
     if table is not None and len(models) >= 2 and "image_scores" in tables:
         result = cmp.compare_models(tables["image_scores"], table, columns, levels, models, n_boot=n_boot,
                                     confidence=confidence, seed=seed, cluster=cluster, contrasts=contrasts)
@@ -115,10 +103,7 @@ def write_comparison(out: Path, tables: dict[str, pd.DataFrame], table: pd.DataF
 
 
 # ----- probe-compare: the comparison of probe folders made separately --------------------------
-COMPARED_TABLES = ["deltas", "markedness", "ranking", "intersections", "image_scores", "denigration"]
-
-
-def _read_probe(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, pd.DataFrame]]:
+def _read_probe(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     path = folder / "probe.json"
     if not path.is_file():
         raise VlmfaceError(f"{folder}: no probe.json; give folders written by `vlmface probe`")
@@ -128,9 +113,13 @@ def _read_probe(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, p
     samples = pd.read_csv(folder / "samples.csv", dtype=str, keep_default_na=False)
     if "pixel_sha256" not in samples:
         raise VlmfaceError(f"{folder / 'samples.csv'}: no pixel_sha256 column; run the probe again")
-    tables = {name: io.read_table(folder / f"{name}.csv") for name in COMPARED_TABLES
-              if (folder / f"{name}.csv").is_file()}
-    return manifest, samples, tables
+    return manifest, samples
+
+
+def _read_tables(folder: Path, method) -> dict[str, pd.DataFrame]:
+    """The tables of a probe folder that probe-compare merges (the method's `compared`)."""
+    return {name: io.read_table(folder / f"{name}.csv") for name in method.compared
+            if (folder / f"{name}.csv").is_file()}
 
 
 def _image_keys(samples: pd.DataFrame) -> pd.Series:
@@ -184,6 +173,7 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
     folders = [Path(f) for f in folders]
     read = [_read_probe(f) for f in folders]
     manifests, samples = [r[0] for r in read], [r[1] for r in read]
+    method = method_for(manifests[0]["probe"]["method"], manifests[0]["probe"].get("module"), str(folders[0]))
     if sum(len(m["models"]) for m in manifests) < 2:
         raise VlmfaceError("probe-compare: the folders hold one model in all; give folders with two or more")
     _check_same_probe(folders, manifests)
@@ -194,7 +184,8 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
         display_names(old_names, old_names)  # refuses a name used twice, asking for --names
     renames = iter(shown)
     tables: dict[str, list[pd.DataFrame]] = {}
-    for (manifest, _, found), mapping in zip(read, mappings):
+    for folder, manifest, mapping in zip(folders, manifests, mappings):
+        found = _read_tables(folder, method)
         rename = {m["name"]: next(renames) for m in manifest["models"]}
         for name, frame in found.items():
             frame = frame.assign(model=frame["model"].map(rename))
@@ -215,9 +206,8 @@ def probe_compare(folders: list[str | Path], out: str | Path, *, names: str | li
         table = reference[reference["sample_id"].isin(measured)].reset_index(drop=True)
         deltas = merged["deltas"]
         levels = {c: list(dict.fromkeys(deltas.loc[deltas["group_col"] == c, "group"])) for c in settings["factors"]}
-    found = write_comparison(out, merged, table, list(settings["factors"]), levels, shown, n_boot=n_boot,
+    found = write_comparison(out, method, merged, table, list(settings["factors"]), levels, shown, n_boot=n_boot,
                              confidence=confidence, seed=seed, cluster=settings.get("identity"), contrasts=contrasts)
-    method = method_for(manifests[0]["probe"]["method"], manifests[0]["probe"].get("module"), str(folders[0]))
     written = io.draw_figures(out, method, {**merged, **found}) if plots else []
     record = {"command": "probe-compare", "task": manifests[0]["task"], "spec": manifests[0]["spec"],
               "preset": manifests[0].get("preset"), "images": len(reference), "images_encoded": 0,

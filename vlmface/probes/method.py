@@ -7,9 +7,11 @@ A method is one class, registered with `@register_method`:
     options     the method-specific run options it reads (of `ProbeOptions`: convention, delta)
     tables      name -> what the table holds; each is written as NAME.csv, in this order
     shown       the tables the HTML report shows (`vlmface report`)
+    compared    the tables `vlmface probe-compare` merges across folders (default: all of `tables`)
     texts(spec, task, settings)   every text the models embed
     analyse(data) -> Analysed     every table, from the used images' unit vectors and labels
     figures(tables)               the figures it draws from its tables (vlmface.report.probe_plots)
+    side_by_side(tables)          its rates / ranking measures for side_by_side.csv (default: none)
 
 The built-in methods are the modules of `vlmface.probes.methods`, imported once on first
 lookup. A method elsewhere is one importable module, named by the spec's `module:` field
@@ -86,6 +88,12 @@ class ProbeMethod(ABC):
     options: ClassVar[frozenset[str]] = frozenset()
     tables: ClassVar[dict[str, str]] = {}
     shown: ClassVar[tuple[str, ...]] = ()
+    compared: ClassVar[tuple[str, ...] | None] = None  # None: every table of `tables`
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.compared is None:
+            cls.compared = tuple(cls.tables)
 
     @abstractmethod
     def texts(self, spec: Any, task: TaskSpec, settings: DatasetSettings) -> list[str]:
@@ -97,6 +105,11 @@ class ProbeMethod(ABC):
 
     def figures(self, tables: dict[str, pd.DataFrame], name: str = "") -> list[ProbeFigure]:
         """The figures of a probe folder's tables (`name`, if given, heads their titles)."""
+        return []
+
+    def side_by_side(self, tables: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+        """Frames with the columns of vlmface.probes.comparison.SIDE_COLUMNS (model, measure,
+        dimension, group_col, group, k, n, value, ci_lo, ci_hi): side_by_side.csv|.md."""
         return []
 
     def fingerprint(self, spec: Any, options: ProbeOptions) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], options:
     for name, frame in analysed.tables.items():
         io.write_table(frame, out / f"{name}.csv")
     io.write_model_tables(out, analysed.long, analysed.extras, tables["comparison"])
-    compared = cmpw.write_comparison(out, tables, analysed.measured, list(settings.factors), levels, shown,
+    compared = cmpw.write_comparison(out, method, tables, analysed.measured, list(settings.factors), levels, shown,
                                      n_boot=o.n_boot, confidence=o.confidence, seed=o.seed,
                                      cluster=settings.identity, contrasts=o.contrasts)
     tables.update(compared)

@@ -7,7 +7,9 @@ The pieces are small pure functions over tidy tables, usable on their own:
     collect_runs(results_dir) -> Collection      every metrics.json -> runs/overall/groups/disparity
     leaderboard(collection, refs) -> DataFrame   one row per run x attribute, `source` = metrics.json
     load_references() / match_references(...)    published numbers beside matching rows
+    find_probes(results_dir) (report.probes)     probe folders, through their probe.json `outputs`
     vlmface.report.plots, .social_plots          each plot: tidy rows in, matplotlib Figure out
+    vlmface.report.probe_plots                   each probe method's figures of its tables
 """
 
 from typing import Any

@@ -21,6 +21,7 @@ class Denigration(ProbeMethod):
         "labels": "each image's top-1 class and its category",
     }
     shown = ("denigration",)
+    compared = ("denigration",)
 
     def texts(self, spec: DenigrationSpec, task, settings) -> list[str]:
         return dn.prompt_texts(spec, dn.classes(spec, task, settings))
@@ -39,6 +40,14 @@ class Denigration(ProbeMethod):
         from vlmface.report.probe_plots import denigration_figures
 
         return denigration_figures(tables, name)
+
+    def side_by_side(self, tables: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+        d = tables.get("denigration")
+        if d is None or d.empty:
+            return []
+        return [pd.DataFrame({"model": d["model"], "measure": "denigration", "dimension": d["category"],
+                              "group_col": d["group_col"], "group": d["group"], "k": pd.NA, "n": d["n"],
+                              "value": d["rate"], "ci_lo": d["ci_lo"], "ci_hi": d["ci_hi"]})]
 
     def fingerprint(self, spec: DenigrationSpec, options) -> dict[str, Any]:
         return {"templates": list(spec.templates), "harmful": {k: list(v) for k, v in spec.harmful.items()},

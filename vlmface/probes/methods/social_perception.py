@@ -31,6 +31,7 @@ class SocialPerception(ProbeMethod):
         "image_scores": "each image's dimension scores (delta cos x100)",
     }
     shown = ("comparison", "markedness")
+    compared = ("deltas", "markedness", "ranking", "intersections", "image_scores")
 
     def texts(self, spec: SocialPerceptionSpec, task, settings) -> list[str]:
         return social.prompt_texts(spec)
@@ -51,6 +52,17 @@ class SocialPerception(ProbeMethod):
         from vlmface.report.probe_plots import social_figures
 
         return social_figures(tables, name)
+
+    def side_by_side(self, tables: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+        parts = []
+        if "markedness" in tables and len(tables["markedness"]):
+            m = tables["markedness"]
+            parts.append(pd.DataFrame({"model": m["model"], "measure": "markedness", "dimension": m["word"],
+                                       "group_col": m["group_col"], "group": m["group"], "k": pd.NA, "n": m["n"],
+                                       "value": m["markedness"], "ci_lo": m["ci_lo"], "ci_hi": m["ci_hi"]}))
+        if "ranking" in tables and len(tables["ranking"]):
+            parts.append(tables["ranking"].assign(measure=tables["ranking"]["metric"]))
+        return parts
 
     def fingerprint(self, spec: SocialPerceptionSpec, options) -> dict[str, Any]:
         return {"templates": list(spec.templates), "neutral": spec.neutral_prompts,
