@@ -65,7 +65,7 @@ def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
 
 def _sweep_facts(sweep: Sweep, paired_counts: dict[str, Any]) -> dict[str, Any]:
     return {"clean_run": str(sweep.clean),
-            "task": sweep.manifest.get("task"), "model": sweep.manifest.get("model"),
+            "task": sweep.record.task, "model": sweep.record.model,
             "runs": [{"perturbation": r.name, "transform": r.transform, "level": r.level,
                       "params": r.params, "run_dir": str(r.run_dir)} for r in sweep.perturbed],
             "paired": paired_counts}

@@ -190,8 +190,8 @@ def analyze_prompt_sweep(sweep: PromptSweep, out: Path | None, settings: ScoreSe
     out = Path(out) if out else sweep.default / OUT_DIR
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "prompt_sensitivity.json", {
-        "sweep": {"default_run": str(sweep.default), "set": sweep.set, "task": sweep.manifest.get("task"),
-                  "model": sweep.manifest.get("model"),
+        "sweep": {"default_run": str(sweep.default), "set": sweep.set, "task": sweep.record.task,
+                  "model": sweep.record.model,
                   "runs": [{"variant": r.name, "run_dir": str(r.run_dir), **r.described} for r in sweep.variants],
                   "paired": {i.paired.attribute: i.paired.counts for i in items}},
         "notes": notes,
