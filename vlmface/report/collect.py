@@ -200,7 +200,7 @@ def _read_metrics(path: Path) -> tuple[MetricsRecord | None, str | None]:
     try:
         return read_metrics(path.parent), None
     except RunRecordError as exc:
-        return None, str(exc)
+        return None, f"unreadable metrics.json ({exc})"
 
 
 def _is_stale(run_dir: Path, metrics_path: Path) -> bool:
