@@ -19,7 +19,7 @@ from PIL import Image
 
 from vlmface.data.samples import DECODE_MAX_SIDE, DEFAULT_MAX_PIXELS, decode_image, default_max_pixels
 from vlmface.errors import SampleError
-from vlmface.loader import iter_batches
+from vlmface.decode import iter_batches
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig, evaluate
 

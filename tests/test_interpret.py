@@ -14,7 +14,7 @@ from vlmface.asking import Asker
 from vlmface.backends.base import Answer, Question
 from vlmface.data import Sample
 from vlmface.interpret import interpret, reinterpretable
-from vlmface.loader import LoadedSample
+from vlmface.decode import DecodedSample
 from vlmface.prompts import load_template
 from vlmface.registry import ModelEntry
 from vlmface.vocabulary import load_vocabulary
@@ -195,7 +195,7 @@ def test_every_backend_answers_raw_and_the_asker_interprets(name, faces, tmp_pat
     samples = [Sample(id=f"s{i}", image=f"face{i}.jpg", labels={"gender": "male", "race": "White",
                                                                    "age5": "20-39", "age": 30.0})
                for i in range(len(faces))]
-    batch = [LoadedSample(sample=s, image=face) for s, face in zip(samples, faces)]
+    batch = [DecodedSample(sample=s, image=face) for s, face in zip(samples, faces)]
     try:
         predictions = Asker(style, (), name).ask(recording, batch, {s.id: questions for s in samples})
     finally:

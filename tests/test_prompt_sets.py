@@ -21,7 +21,7 @@ from vlmface.prompt_sets.analysis import _Attribute, _group_tables, prompt_sensi
 from vlmface.perturb.paired import pair_attribute
 from vlmface.prompt_sets.spec import load_prompt_set, prompt_set, variants_of
 from vlmface.runner import EvalConfig, build_questions, evaluate, evaluate_prompt_variants
-from vlmface.scoring.attributes import AttributeSpec
+from vlmface.scoring.attributes import ScoredAttribute
 from vlmface.scoring.load import AttributeData
 from vlmface.scoring.settings import ScoreSettings
 from vlmface.tasks import load_task
@@ -183,7 +183,7 @@ def _synthetic(rng, spec, n: int) -> _Attribute:
 
 
 def test_prompt_sensitivity_cis_cover_planted_effects_at_about_the_nominal_rate():
-    spec = AttributeSpec("answer", "categorical", ("yes", "no"))
+    spec = ScoredAttribute("answer", "categorical", ("yes", "no"))
     rng, settings = np.random.default_rng(3), ScoreSettings(n_boot=300)
     hits = {"difference": 0, "gap": 0, "interaction": 0}
     replications = 120

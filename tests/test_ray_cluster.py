@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from vlmface.predictions import read_records
-from vlmface.manifest import RUN_FILE
+from vlmface.run_record import RUN_FILE
 from vlmface.runner import EvalConfig, evaluate
 
 from conftest import REPO_ROOT

@@ -26,7 +26,7 @@ from vlmface.errors import BackendError, SpecError, VlmfaceError
 from vlmface.predictions import read_records
 from vlmface.run_lock import LOCK_FILE, RunInProgress, run_lock
 import vlmface.run_record
-from vlmface.run_record import OutputError, RunIdentity, json_text, write_atomic, write_run_status
+from vlmface.run_record import OutputError, RunIdentity, RunRecord, json_text, write_atomic, write_run_status
 from vlmface.runner import EvalConfig, evaluate
 
 from chat_server import ChatServer, fake_key
@@ -380,16 +380,16 @@ def test_a_status_recorded_on_a_full_disk_never_leaves_a_truncated_run_json(tmp_
     path.write_text(json_text(running))
     failed = {**running, "status": "failed", "error": "cannot write " + "x" * 200 + ": ENOSPC"}
     assert len(json_text(failed)) > path.stat().st_size > len(json.dumps(failed, separators=(",", ":")))
-    assert write_run_status(tmp_path, failed) is True
+    assert write_run_status(tmp_path, RunRecord.model_validate(failed)) is True
     assert json.loads(path.read_text()) == failed and path.read_text().startswith('{"status":"failed"')
 
     huge = {**running, "status": "failed", "error": "y" * 10_000}
     before = path.read_bytes()
-    assert write_run_status(tmp_path, huge) is False
+    assert write_run_status(tmp_path, RunRecord.model_validate(huge)) is False
     assert path.read_bytes() == before  # the old record, whole
 
     shorter = {"status": "interrupted"}
-    assert write_run_status(tmp_path, shorter) is True
+    assert write_run_status(tmp_path, RunRecord.model_validate(shorter)) is True
     assert path.read_text() == json_text(shorter)
 
 

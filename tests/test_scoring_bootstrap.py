@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vlmface.scoring.attributes import AttributeSpec
+from vlmface.scoring.attributes import ScoredAttribute
 from vlmface.scoring.bootstrap import (mean_samples, paired_difference_samples, percentile_ci,
                                        proportion_ci, proportion_samples, row_mean_samples, spread_samples,
                                        wilson_ci)
@@ -28,7 +28,7 @@ def draw_attribute(rng: np.random.Generator, n_per_group: int):
     frame = pd.DataFrame({"sample_id": np.arange(groups.size).astype(str), "status": "ok",
                           "truth": np.array(LABELS)[truth], "label": np.array(LABELS)[pred],
                           "g:race": _group_values(list(groups))})
-    return encode_attribute(frame, AttributeSpec("emotion", "categorical", LABELS), ["race"])
+    return encode_attribute(frame, ScoredAttribute("emotion", "categorical", LABELS), ["race"])
 
 
 def covers(bounds: list[float], value: float) -> bool:

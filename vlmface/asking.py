@@ -1,4 +1,4 @@
-"""One batch: loaded samples -> requests -> the backend's raw answers -> interpretation -> predictions.
+"""One batch: decoded samples -> requests -> the backend's raw answers -> interpretation -> predictions.
 
 A request is one sample x one question, or, when a template's header declares
 `attributes: [...]`, one sample x every question of the run that template asks (one prompt,
@@ -15,7 +15,7 @@ from vlmface.backends.base import Answer, Backend, Query, Question
 from vlmface.data import Sample
 from vlmface.errors import VlmfaceError
 from vlmface.interpret import interpret
-from vlmface.loader import LoadedSample
+from vlmface.decode import DecodedSample
 from vlmface.predictions import Prediction
 
 
@@ -77,7 +77,7 @@ class Asker:
                                   error_kind=_error_kind(a)))
         return out
 
-    def ask(self, backend: Backend, batch: list[LoadedSample],
+    def ask(self, backend: Backend, batch: list[DecodedSample],
             todo: dict[str, list[Question]]) -> list[Prediction]:
         predictions: list[Prediction] = []
         queries: list[Query] = []

@@ -13,7 +13,7 @@ from vlmface.asking import Asker
 from vlmface.backends.base import Backend, Question
 from vlmface.data import Sample
 from vlmface.errors import VlmfaceError
-from vlmface.loader import iter_batches
+from vlmface.decode import iter_batches
 from vlmface.predictions import Prediction
 from vlmface.registry import ModelEntry, backend_class
 

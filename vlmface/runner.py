@@ -33,7 +33,7 @@ from vlmface.predictions import Prediction, PredictionWriter, iter_records
 from vlmface.prompts import PromptTemplate, load_template
 from vlmface.registry import backend_class, resolve_model
 from vlmface.run_lock import LOCK_FILE, run_lock
-from vlmface.run_record import (PREDICTIONS_FILE, RUN_FILE, OutputError, RunIdentity, Selection, canonical,
+from vlmface.run_record import (PREDICTIONS_FILE, RUN_FILE, OutputError, RunIdentity, RunRecord, Selection, canonical,
                                 identity_conflict, read_run, short_hash, write_atomic, write_run,
                                 write_run_status)
 from vlmface.tasks import TaskSpec, load_task
@@ -265,7 +265,7 @@ class _Run:
                                "choose another --out")
         return run_dir
 
-    def identity(self, backend: dict[str, Any] | None = None) -> RunIdentity:
+    def run_identity(self, backend: dict[str, Any] | None = None) -> RunIdentity:
         """What this run's answers depend on; `backend`: the loaded backend's identity()."""
         shard = self.config.shard
         return RunIdentity(
@@ -295,7 +295,7 @@ def _previous_identity(run_dir: Path) -> tuple[bool, RunIdentity | None]:
     previous = read_run(run_dir)
     if previous is None:
         return False, None
-    return True, RunIdentity.from_record(previous.get("identity"))
+    return True, previous.run_identity()
 
 
 def _overwrite(run_dir: Path) -> None:
@@ -308,7 +308,7 @@ def _overwrite(run_dir: Path) -> None:
         record = read_run(run_dir)
     except VlmfaceError:
         pass
-    if not isinstance(record, dict) or "identity" not in record:
+    if record is None or not record.has("identity"):
         raise VlmfaceError(f"--overwrite: {run_dir} holds no vlmface {RUN_FILE}, so it is not a run directory "
                            "and nothing was deleted; remove it yourself or choose another --out")
     for entry in entries:
@@ -324,7 +324,7 @@ def _prepare_dir(run: _Run) -> None:
         _overwrite(run.run_dir)
     exists, old = _previous_identity(run.run_dir)
     if exists:
-        conflict = identity_conflict(run.run_dir, old.without_backend() if old else None, run.identity())
+        conflict = identity_conflict(run.run_dir, old.without_backend() if old else None, run.run_identity())
         if conflict:
             raise VlmfaceError(conflict)
 
@@ -333,7 +333,7 @@ def _check_backend_identity(run: _Run, setup: Setup) -> None:
     """Once the model is loaded, before anything is written: the backend's own identity too."""
     exists, old = _previous_identity(run.run_dir)
     if exists and old is not None and old.backend is not None:
-        conflict = identity_conflict(run.run_dir, old, run.identity(setup.identity))
+        conflict = identity_conflict(run.run_dir, old, run.run_identity(setup.identity))
         if conflict:
             raise VlmfaceError(conflict)
 
@@ -352,10 +352,10 @@ def _finished(run_dir: Path, retry_errors: bool) -> set[tuple[str, str]]:
     return {(r["sample_id"], r["attribute"]) for r in records}
 
 
-def _manifest(run: _Run, setup: Setup) -> dict:
+def _run_record(run: _Run, setup: Setup) -> RunRecord:
     unsupported = setup.unsupported
-    return {
-        "identity": run.identity(setup.identity).record(),
+    return RunRecord.model_validate({
+        "identity": run.run_identity(setup.identity).record(),
         "task": run.task.name,
         "task_spec": str(run.task.path),
         "task_spec_sha256": file_sha256(run.task.path) if run.task.path else None,
@@ -394,7 +394,7 @@ def _manifest(run: _Run, setup: Setup) -> dict:
         "backend_setup": setup.prepared,
         "versions": package_versions(),
     } | ({"perturbation": run.perturbation.describe()} if run.perturbation is not None else {}) \
-      | ({"prompt_variant": run._variant_record()} if run.prompt_variant is not None else {})
+      | ({"prompt_variant": run._variant_record()} if run.prompt_variant is not None else {}))
 
 
 def _pending(run: _Run, questions: list[Question], done: set[tuple[str, str]]) -> dict[str, list[Question]]:
@@ -474,15 +474,15 @@ def _with_engine(engine, runs: list[_Run], retry_errors: bool) -> list[tuple[_Ru
         for index, run in enumerate(runs):
             before = engine.summary() if index else None  # counters so far, to split them per run
             finished = _finished(run.run_dir, retry_errors)
-            manifest = _manifest(run, setup)
-            previous = read_run(run.run_dir) or {}
-            manifest["started"] = previous.get("started", now())
-            if previous.get("backend_summary"):
-                manifest["backend_summary"] = previous["backend_summary"]
-            manifest["status"] = "running"
-            write_run(run.run_dir, manifest)
+            record = _run_record(run, setup)
+            previous = read_run(run.run_dir)
+            record.started = (previous.started if previous else None) or now()
+            if previous and previous.backend_summary:
+                record.backend_summary = previous.backend_summary
+            record.status = "running"
+            write_run(run.run_dir, record)
             questions = [q for q in run.questions if q.attribute not in setup.unsupported]
-            done.append((run, _execute(run, engine, questions, finished, manifest, before), setup))
+            done.append((run, _execute(run, engine, questions, finished, record, before), setup))
     finally:
         engine.close()
     return done
@@ -493,19 +493,18 @@ def _note(message: str) -> None:
 
 
 def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
-             manifest: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, int]:
+             record: RunRecord, before: dict[str, Any] | None = None) -> dict[str, int]:
     """Answer what is left and record how it ended: complete, interrupted, or failed (a file of
     the run could not be written: one OutputError line, finished predictions kept)."""
     try:
-        return _answer_pending(run, engine, questions, done, manifest, before)
+        return _answer_pending(run, engine, questions, done, record, before)
     except BaseException as exc:
         failed = isinstance(exc, OutputError)
-        manifest.update(status="failed" if failed else "interrupted", updated=now(),
-                        backend_summary=_accumulate(manifest.get("backend_summary"),
-                                                    _since(before, engine.summary())))
+        record.update(status="failed" if failed else "interrupted", updated=now(),
+                      backend_summary=_accumulate(record.backend_summary, _since(before, engine.summary())))
         if failed:
-            manifest["error"] = str(exc)
-        saved = write_run_status(run.run_dir, manifest)
+            record.error = str(exc)
+        saved = write_run_status(run.run_dir, record)
         if failed:
             raise OutputError(f"{exc}; {'' if saved else f'{RUN_FILE} could not be updated either; '}"
                               "the finished predictions are kept: free space (or make the folder "
@@ -514,7 +513,7 @@ def _execute(run: _Run, engine, questions: list[Question], done: set[tuple[str, 
 
 
 def _answer_pending(run: _Run, engine, questions: list[Question], done: set[tuple[str, str]],
-                    manifest: dict[str, Any], before: dict[str, Any] | None) -> dict[str, int]:
+                    record: RunRecord, before: dict[str, Any] | None) -> dict[str, int]:
     todo = _pending(run, questions, done)
     pending = [sample for sample in run.samples if sample.id in todo]
     if done:
@@ -537,14 +536,14 @@ def _answer_pending(run: _Run, engine, questions: list[Question], done: set[tupl
     summary = _since(before, engine.summary())
     if summary:
         print(f"{run.entry.name} (this invocation): " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-        manifest["backend_summary"] = _accumulate(manifest.get("backend_summary"), summary)
+        record.backend_summary = _accumulate(record.backend_summary, summary)
     totals = Counter(r["status"] for r in iter_records(run.run_dir / PREDICTIONS_FILE))
-    manifest.update(status="complete", finished=now(), counts={
+    record.update(status="complete", finished=now(), counts={
         "samples": len(run.samples), "resumed_skipped_pairs": len(done),
         "new_predictions": sum(counts.values()), **dict(totals)},
         timings={"seconds": round(seconds, 3),
                  "seconds_per_sample": round(seconds / max(1, len(pending)), 5)})
-    write_run(run.run_dir, manifest)
+    write_run(run.run_dir, record)
     return dict(counts)
 
 

@@ -120,7 +120,7 @@ class HFBackend(Backend):
         if not queries:
             return []
         if self.mode == "choice":
-            return [self._safe(self._choose, query) for query in queries]
+            return [self._answer_or_error(self._choose, query) for query in queries]
         size = max(1, int(self.options.get("batch_size") or len(queries)))
         answers: list[Answer] = []
         for start in range(0, len(queries), size):
@@ -136,9 +136,9 @@ class HFBackend(Backend):
                 return [Answer.error(f"{type(exc).__name__}: {exc}")]
             log.warning("batch of %d failed (%s); retrying one query at a time", len(queries), exc)
             self._free_memory()
-            return [self._safe(lambda q: self._generate([q])[0], query) for query in queries]
+            return [self._answer_or_error(lambda q: self._generate([q])[0], query) for query in queries]
 
-    def _safe(self, fn, query: Query) -> Answer:
+    def _answer_or_error(self, fn, query: Query) -> Answer:
         reason = self.unsupported_reason(query.question)
         if reason:
             return Answer.error(reason)

@@ -17,7 +17,6 @@ Definitions: `vlmface.perturb.paired` (which images, what counts as wrong, flips
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from vlmface.errors import VlmfaceError
 from vlmface.perturb.stats import ALL, robustness_tables
 from vlmface.perturb.paired import pair_sweep
 from vlmface.perturb.runs import Sweep, find_sweeps
+from vlmface.scoring.metrics import safe_name
 from vlmface.scoring.settings import ScoreSettings
 from vlmface.scoring.tables import write_json, write_table_files
 
@@ -43,17 +43,13 @@ class Robustness:
     written: list[Path] = field(default_factory=list)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
-
-
 def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
     from vlmface.perturb.plots import plot_curves, plot_interactions, save_figure
 
     written = []
     levels, interactions = tables["levels"], tables["interactions"]
     for (attribute, perturbation), rows in levels.groupby(["attribute", "perturbation"], sort=False):
-        stem = f"{_safe(attribute)}__{_safe(perturbation)}"
+        stem = f"{safe_name(attribute)}__{safe_name(perturbation)}"
         written.append(save_figure(plot_curves(rows), out / "plots" / f"{stem}__curves.png"))
         if len(interactions):
             pairs = interactions[(interactions["attribute"] == attribute)
@@ -65,7 +61,7 @@ def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
 
 def _sweep_facts(sweep: Sweep, paired_counts: dict[str, Any]) -> dict[str, Any]:
     return {"clean_run": str(sweep.clean),
-            "task": sweep.manifest.get("task"), "model": sweep.manifest.get("model"),
+            "task": sweep.record.task, "model": sweep.record.model,
             "runs": [{"perturbation": r.name, "transform": r.transform, "level": r.level,
                       "params": r.params, "run_dir": str(r.run_dir)} for r in sweep.perturbed],
             "paired": paired_counts}

@@ -50,7 +50,8 @@ def run_sweep(config: Any, spec_name: str, only: str | None = None, examples: in
 def _examples(config: Any, clean: Path, perturbations: list, count: int, out: Path) -> None:
     from vlmface.data import load_samples
     from vlmface.perturb.examples import write_examples
-    from vlmface.predictions import PREDICTIONS_FILE, iter_records
+    from vlmface.predictions import iter_records
+    from vlmface.run_record import PREDICTIONS_FILE
     from vlmface.tasks import load_task
 
     ids = list(dict.fromkeys(r["sample_id"] for r in iter_records(clean / PREDICTIONS_FILE)))[:count]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.errors import VlmfaceError
-from vlmface.run_record import RUN_FILE, read_run
+from vlmface.run_record import RUN_FILE, RunRecord, read_run
 
 
 @dataclass
@@ -29,7 +29,7 @@ class PerturbedRun:
 @dataclass
 class Sweep:
     clean: Path
-    manifest: dict[str, Any]
+    record: RunRecord  # the clean run's run.json
     perturbed: list[PerturbedRun] = field(default_factory=list)
 
     def perturbations(self) -> dict[str, list[PerturbedRun]]:
@@ -76,19 +76,19 @@ def _check_consistent(runs: list[PerturbedRun]) -> None:
 
 
 def find_sweeps(paths: list[str | Path]) -> list[Sweep]:
-    clean: dict[str, list[tuple[Path, dict]]] = {}
+    clean: dict[str, list[tuple[Path, RunRecord]]] = {}
     perturbed: dict[str, list[PerturbedRun]] = {}
     paths = [Path(p) for p in paths]
     requested = _run_dirs(paths)
     for run_dir in dict.fromkeys(requested + _siblings(paths)):
-        manifest = read_run(run_dir) or {}
-        identity = manifest.get("identity")
+        record = read_run(run_dir)
+        identity = record.identity if record else None
         if not identity:
             continue
         key = _base_key(identity)
         described = identity.get("perturbation")
         if described is None:
-            clean.setdefault(key, []).append((run_dir, manifest))
+            clean.setdefault(key, []).append((run_dir, record))
         else:
             perturbed.setdefault(key, []).append(PerturbedRun(
                 run_dir, described["name"], described["transform"], float(described["level"]),

@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
-from vlmface.perturb.analysis import _safe
 from vlmface.perturb.paired import Paired, answers, flips, pair_attribute
 from vlmface.perturb.stats import ALL, GroupDraws, _groupings
 from vlmface.prompt_sets.runs import DEFAULT, PromptSweep, find_prompt_sweeps
 from vlmface.scoring.bootstrap import percentile_ci, rng_for
 from vlmface.scoring.tables import write_table_files
 from vlmface.scoring.load import INVALID, REFUSED, AttributeData, load_run
+from vlmface.scoring.metrics import safe_name
 from vlmface.scoring.settings import ScoreSettings
 from vlmface.scoring.tables import write_json
 
@@ -173,11 +173,11 @@ def _write_plots(out: Path, tables: dict[str, pd.DataFrame]) -> list[Path]:
 
     written = []
     for attribute, rows in tables["variants"].groupby("attribute", sort=False):
-        written.append(save_figure(plot_accuracy(rows), out / "plots" / f"{_safe(attribute)}__accuracy.png"))
+        written.append(save_figure(plot_accuracy(rows), out / "plots" / f"{safe_name(attribute)}__accuracy.png"))
         gaps = tables["gaps"]
         if len(gaps) and len(gaps[gaps["attribute"] == attribute]):
             written.append(save_figure(plot_gaps(gaps[gaps["attribute"] == attribute]),
-                                       out / "plots" / f"{_safe(attribute)}__gaps.png"))
+                                       out / "plots" / f"{safe_name(attribute)}__gaps.png"))
     return written
 
 
@@ -190,8 +190,8 @@ def analyze_prompt_sweep(sweep: PromptSweep, out: Path | None, settings: ScoreSe
     out = Path(out) if out else sweep.default / OUT_DIR
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "prompt_sensitivity.json", {
-        "sweep": {"default_run": str(sweep.default), "set": sweep.set, "task": sweep.manifest.get("task"),
-                  "model": sweep.manifest.get("model"),
+        "sweep": {"default_run": str(sweep.default), "set": sweep.set, "task": sweep.record.task,
+                  "model": sweep.record.model,
                   "runs": [{"variant": r.name, "run_dir": str(r.run_dir), **r.described} for r in sweep.variants],
                   "paired": {i.paired.attribute: i.paired.counts for i in items}},
         "notes": notes,

@@ -15,7 +15,7 @@ from typing import Any
 
 from vlmface.errors import VlmfaceError
 from vlmface.perturb.runs import _run_dirs
-from vlmface.run_record import read_run
+from vlmface.run_record import RunRecord, read_run
 
 DEFAULT = "default"
 
@@ -31,7 +31,7 @@ class VariantRun:
 @dataclass
 class PromptSweep:
     default: Path
-    manifest: dict[str, Any]
+    record: RunRecord  # the default run's run.json
     variants: list[VariantRun] = field(default_factory=list)
 
     @property
@@ -45,16 +45,16 @@ def _base_key(identity: dict[str, Any]) -> str:
 
 
 def find_prompt_sweeps(paths: list[str | Path]) -> list[PromptSweep]:
-    plain: dict[str, list[tuple[Path, dict]]] = {}
+    plain: dict[str, list[tuple[Path, RunRecord]]] = {}
     variants: dict[tuple[str, str, str], list[VariantRun]] = {}
     for run_dir in _run_dirs([Path(p) for p in paths]):
-        manifest = read_run(run_dir) or {}
-        identity = manifest.get("identity")
+        record = read_run(run_dir)
+        identity = record.identity if record else None
         if not identity:
             continue
         described = identity.get("prompt_variant")
         if described is None:
-            plain.setdefault(_base_key(identity), []).append((run_dir, manifest))
+            plain.setdefault(_base_key(identity), []).append((run_dir, record))
             continue
         key = (_base_key(identity), described["set"], json.dumps(described.get("plain_prompts"), sort_keys=True))
         variants.setdefault(key, []).append(VariantRun(run_dir, described["set"], described["name"], described))
@@ -64,7 +64,7 @@ def find_prompt_sweeps(paths: list[str | Path]) -> list[PromptSweep]:
     sweeps = []
     for (key, set_name, prompts), runs in variants.items():
         wanted = json.loads(prompts)
-        candidates = [(d, m) for d, m in plain.get(key, []) if m["identity"].get("prompts") == wanted]
+        candidates = [(d, m) for d, m in plain.get(key, []) if m.identity.get("prompts") == wanted]
         if len(candidates) != 1:
             what = "no default run" if not candidates else f"{len(candidates)} default runs"
             raise VlmfaceError(f"{runs[0].run_dir}: {what} of prompt set {set_name!r} (same task, model, "

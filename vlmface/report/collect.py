@@ -16,14 +16,14 @@ that scores it, and a metrics.json older than its predictions.jsonl is flagged a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vlmface.run_record import METRICS_FILE, PREDICTIONS_FILE  # noqa: F401  (their home; re-exported)
+from vlmface.run_record import (METRICS_FILE, PREDICTIONS_FILE, AttributeMetrics, MetricsRecord, RunRecord,
+                                RunRecordError, read_metrics)
 
 DELTAS_FILE = "deltas.csv"
 RUN_KEYS = ["run_id", "task", "task_label", "data_source", "model", "backend"]
@@ -36,7 +36,7 @@ class Collection:
     overall: pd.DataFrame
     groups: pd.DataFrame
     disparity: pd.DataFrame
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> metrics.json
+    metrics: dict[str, MetricsRecord] = field(default_factory=dict)  # run_id -> its metrics.json
     probes: list[Path] = field(default_factory=list)  # deltas.csv files of social-perception probes
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     warnings: list[str] = field(default_factory=list)
@@ -55,30 +55,31 @@ def _ci(value: Any) -> tuple[Any, Any]:
     return tuple(value) if isinstance(value, (list, tuple)) and len(value) == 2 else (None, None)
 
 
-def _mode(run: dict[str, Any]) -> str | None:
+def _mode(run: RunRecord) -> str | None:
     """The answer mode, and the perturbation of a perturbed run (e.g. "exposure 0.4")."""
-    options = (run.get("identity") or {}).get("options") or run.get("options") or {}
-    perturbation = run.get("perturbation")
+    options = run.answer_options()
+    perturbation = run.perturbation
     changed = f"{perturbation['name']} {perturbation['level']:g}" if perturbation else None
     return " · ".join(p for p in (options.get("mode"), changed) if p) or None
 
 
-def _template(run: dict[str, Any], attribute: str) -> tuple[str, str | None]:
-    template = (run.get("templates") or {}).get(attribute)
+def _template(run: RunRecord, attribute: str) -> tuple[str, str | None]:
+    template = run.template(attribute)
     if not template:
-        return ("none", None) if run else ("unknown", None)
-    return template.get("name") or "unknown", template.get("sha256")
+        return ("none", None) if run.as_json() else ("unknown", None)
+    return template.name or "unknown", template.sha256
 
 
-def _prompt_text_sha256(run: dict[str, Any], attribute: str) -> str | None:
+def _prompt_text_sha256(run: RunRecord, attribute: str) -> str | None:
     """sha256 of the exact text the run's template rendered (runs before it was recorded: None)."""
-    return ((run.get("templates") or {}).get(attribute) or {}).get("text_sha256")
+    template = run.template(attribute)
+    return template.text_sha256 if template else None
 
 
-def answer_mode(run: dict[str, Any]) -> str | None:
+def answer_mode(run: RunRecord) -> str | None:
     """generate / choice / constrained / zero-shot (class texts); None when the run does not say."""
-    options = (run.get("identity") or {}).get("options") or run.get("options") or {}
-    style = run.get("prompt_style")
+    options = run.answer_options()
+    style = run.prompt_style
     if style == "class_texts":
         return "zero-shot"
     if style == "question":
@@ -86,42 +87,42 @@ def answer_mode(run: dict[str, Any]) -> str | None:
     return options.get("mode")
 
 
-def _revision(run: dict[str, Any]) -> str | None:
-    identity, entry = run.get("model_identity") or {}, run.get("model_entry") or {}
+def _revision(run: RunRecord) -> str | None:
+    identity, entry = run.model_identity or {}, run.model_entry or {}
     return identity.get("revision") or entry.get("revision")
 
 
-def run_row(run_id: str, source: str, run: dict[str, Any], stale: bool) -> dict[str, Any]:
+def run_row(run_id: str, source: str, run: RunRecord, stale: bool) -> dict[str, Any]:
     """The manifest facts of one run (run.json as embedded in metrics.json)."""
-    identity, entry = run.get("model_identity") or {}, run.get("model_entry") or {}
+    identity, entry = run.model_identity or {}, run.model_entry or {}
     parts = run_id.split("/")  # .../<task>[@source]/<model>/<prompt> as the runner lays them out
     folder_task = parts[-3] if len(parts) >= 3 else ""
-    task = run.get("task") or folder_task.split("@")[0] or run_id
+    task = run.task or folder_task.split("@")[0] or run_id
     return {
         "run_id": run_id, "source": source, "task": task,
         # "fairface@padding125" when the run used a task source other than the default one
         "task_label": folder_task if folder_task.split("@")[0] == task else task,
-        "data_source": run.get("source"),
-        "model": run.get("model") or (parts[-2] if len(parts) >= 2 else run_id),
-        "backend": run.get("backend"), "mode": _mode(run), "perturbed": bool(run.get("perturbation")),
+        "data_source": run.source,
+        "model": run.model or (parts[-2] if len(parts) >= 2 else run_id),
+        "backend": run.backend, "mode": _mode(run), "perturbed": bool(run.perturbation),
         "weights": identity.get("weights") or entry.get("weights"),
         "revision": _revision(run), "weights_sha256": identity.get("weights_sha256"),
-        "seed": run.get("seed"), "limit": run.get("limit"),
-        "n_selected": run.get("n_selected"), "n_available": run.get("n_available"),
-        "dataset_fingerprint": run.get("dataset_fingerprint"),
-        "data_location": run.get("data_location"), "task_spec_sha256": run.get("task_spec_sha256"),
-        "templates": {a: t for a, t in (run.get("templates") or {}).items()},
-        "status": run.get("status"), "stale": stale,
-        "started": run.get("started"), "finished": run.get("finished"),
-        "versions": run.get("versions") or {},
+        "seed": run.seed, "limit": run.limit,
+        "n_selected": run.n_selected, "n_available": run.n_available,
+        "dataset_fingerprint": run.dataset_fingerprint,
+        "data_location": run.data_location, "task_spec_sha256": run.task_spec_sha256,
+        "templates": run.as_json().get("templates") or {},
+        "status": run.status, "stale": stale,
+        "started": run.started, "finished": run.finished,
+        "versions": run.versions or {},
     }
 
 
-def _n_labels(run: dict[str, Any], attribute: str, block: dict[str, Any]) -> int | None:
-    if block.get("kind") == "numeric":
+def _n_labels(run: RunRecord, attribute: str, block: AttributeMetrics) -> int | None:
+    if block.kind == "numeric":
         return None
-    declared = ((run.get("attributes") or {}).get(attribute) or {}).get("labels")
-    labels = declared or block.get("labels") or []
+    declared = run.declared(attribute)
+    labels = (declared.labels if declared else None) or block.labels
     return len(labels) or None
 
 
@@ -140,11 +141,11 @@ def run_label(model: str, prompt: str, mode: str | None) -> str:
     return " / ".join(p for p in (model, prompt, mode) if p)
 
 
-def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], run: dict[str, Any]):
+def attribute_rows(meta: dict[str, Any], attribute: str, block: AttributeMetrics, run: RunRecord):
     """(overall row, group rows, disparity rows) of one attribute of one run."""
-    overall = block.get("overall") or {}
+    overall = block.overall
     prompt, sha = _template(run, attribute)
-    base = {**{k: meta[k] for k in RUN_KEYS}, "attribute": attribute, "kind": block.get("kind"),
+    base = {**{k: meta[k] for k in RUN_KEYS}, "attribute": attribute, "kind": block.kind,
             "label": run_label(meta["model"], prompt, meta["mode"]), "source": meta["source"]}
     over = {**base, "prompt": prompt, "prompt_sha256": sha, "mode": meta["mode"], "perturbed": meta["perturbed"],
             "n_labels": _n_labels(run, attribute, block), **_scores(overall),
@@ -152,13 +153,13 @@ def attribute_rows(meta: dict[str, Any], attribute: str, block: dict[str, Any], 
             "macro_f1": overall.get("macro_f1"), "cs5": overall.get("cs5"),
             "limit": meta["limit"], "status": meta["status"], "stale": meta["stale"],
             # the setting a published number is compared with (report/reference.py)
-            "prompt_text_sha256": _prompt_text_sha256(run, attribute), "split": run.get("split"),
+            "prompt_text_sha256": _prompt_text_sha256(run, attribute), "split": run.split,
             "answer_mode": answer_mode(run), "weights": meta["weights"], "revision": meta["revision"],
             "answered_only": meta.get("answered_only")}
     groups = [{**base, "group_col": col, "group": value, **_scores(stats), "small": stats.get("small")}
-              for col, values in (block.get("by_group") or {}).items() for value, stats in values.items()]
+              for col, values in block.by_group.items() for value, stats in values.items()]
     disparity = []
-    for col, d in (block.get("disparity") or {}).items():
+    for col, d in block.disparity.items():
         lo, hi = _ci(d.get("gap_ci"))
         disparity.append({**base, "group_col": col, "metric": d.get("metric"), "gap": d.get("gap"),
                           "gap_lo": lo, "gap_hi": hi, "ratio": d.get("ratio"),
@@ -195,14 +196,11 @@ def disambiguate_labels(*tables: list[dict[str, Any]]) -> tuple[list[dict[str, A
                  for table in tables)
 
 
-def _read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read_metrics(path: Path) -> tuple[MetricsRecord | None, str | None]:
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return None, f"unreadable metrics.json ({exc}); rescore with `vlmface score {path.parent}`"
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("attributes"), dict):
-        return None, "metrics.json has no `attributes` (not written by `vlmface score`)"
-    return metrics, None
+        return read_metrics(path.parent), None
+    except RunRecordError as exc:
+        return None, f"unreadable metrics.json ({exc})"
 
 
 def _is_stale(run_dir: Path, metrics_path: Path) -> bool:
@@ -227,17 +225,17 @@ def collect_runs(results_dir: Path, exclude: Path | None = None) -> Collection:
         if metrics is None:
             skipped.append((path.relative_to(results_dir).as_posix(), why))
             continue
-        run = metrics.get("run") or {}
+        run = metrics.run
         meta = run_row(run_id, path.relative_to(results_dir).as_posix(), run, _is_stale(path.parent, path))
-        meta["answered_only"] = (metrics.get("scoring") or {}).get("answered_only")
+        meta["answered_only"] = metrics.scoring.answered_only
         if meta["stale"]:
             warnings.append(f"{run_id}: predictions.jsonl is newer than metrics.json; "
                             f"rescore with `vlmface score {path.parent}`")
-        if run.get("status") not in (None, "complete"):
-            warnings.append(f"{run_id}: run status is {run.get('status')!r}; numbers cover a partial run")
+        if run.status not in (None, "complete"):
+            warnings.append(f"{run_id}: run status is {run.status!r}; numbers cover a partial run")
         runs.append(meta)
         metrics_by_run[run_id] = metrics
-        for attribute, block in metrics["attributes"].items():
+        for attribute, block in metrics.attributes.items():
             over, grp, disp = attribute_rows(meta, attribute, block, run)
             overall.append(over)
             groups += grp

@@ -114,8 +114,8 @@ def fairness_html(collection: Collection) -> str:
     parts = []
     for run_id, metrics in collection.metrics.items():
         columns = single_group_columns(collection, [run_id])
-        for name, attr in metrics["attributes"].items():
-            body = attribute_html(name, attr, columns)
+        for name, attr in metrics.attributes.items():
+            body = attribute_html(name, attr.as_json(), columns)
             if body:
                 parts.append(f'<details class="fairness" data-run="{escape(run_id)}" data-attribute="{escape(name)}">'
                              f"<summary>{escape(run_id)} · {escape(name)}</summary>{body}</details>")
@@ -124,7 +124,7 @@ def fairness_html(collection: Collection) -> str:
 
 def _run_plots(collection: Collection, run_id: str) -> Iterator[Plot]:
     columns = single_group_columns(collection, [run_id])
-    for name, attr in collection.metrics[run_id]["attributes"].items():
+    for name, attr in ((n, a.as_json()) for n, a in collection.metrics[run_id].attributes.items()):
         col = next((c for c in columns if c in attr["by_group"]), None)
         if col is None:
             continue

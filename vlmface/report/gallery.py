@@ -40,7 +40,7 @@ def single_group_columns(collection: Collection, run_ids) -> list[str]:
     """The scorer's group columns of these runs (no intersections), in task order."""
     columns: dict[str, None] = {}
     for run_id in run_ids:
-        for col in (collection.metrics[run_id].get("scoring") or {}).get("group_columns") or []:
+        for col in collection.metrics[run_id].scoring.group_columns:
             columns[col] = None
     return list(columns)
 
@@ -72,13 +72,13 @@ def _group_plots(collection: Collection, task: str, attribute: str, run_ids, whe
 
 def _confusions(collection: Collection, rows: pd.DataFrame, where: str) -> Iterator[Plot]:
     for row in rows.itertuples():
-        block = collection.metrics[row.run_id]["attributes"][row.attribute]
-        confusion = (block.get("overall") or {}).get("confusion")
+        block = collection.metrics[row.run_id].attributes[row.attribute]
+        confusion = block.overall.get("confusion")
         if row.kind == "numeric" or not confusion or not any(sum(r.values()) for r in confusion.values()):
             continue
         yield Plot(where, _stem("confusion", row.run_id.replace("/", "__"), row.attribute),
                    f"{row.label}: confusion, share of each true class (rows) per answer (columns)",
-                   lambda c=confusion, labels=block.get("labels"), t=f"{where} · {row.label}":
+                   lambda c=confusion, labels=block.labels, t=f"{where} · {row.label}":
                    plots.plot_confusion(c, labels, t))
 
 

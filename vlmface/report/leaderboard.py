@@ -38,7 +38,7 @@ def primary_group_columns(collection: Collection) -> dict[str, str | None]:
     """run_id -> the first group column the scorer used (the task's first group column)."""
     primary = {}
     for run_id, metrics in collection.metrics.items():
-        columns = (metrics.get("scoring") or {}).get("group_columns") or []
+        columns = metrics.scoring.group_columns
         primary[run_id] = columns[0] if columns else None
     return primary
 

@@ -7,22 +7,22 @@ union of truths and predicted labels).
 
 from __future__ import annotations
 
-import json
 import numbers
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vlmface.errors import PredictionsError
-from vlmface.run_record import RUN_FILE
+from vlmface.run_record import RUN_FILE, RunRecord
 
 KINDS = ("categorical", "ordinal", "numeric")
 
 
 @dataclass(frozen=True)
-class AttributeSpec:
+class ScoredAttribute:
+    """An attribute as the scorer reads it (not the task spec's `tasks.AttributeSpec`)."""
+
     name: str
     kind: str
     labels: tuple[str, ...] = ()
@@ -33,62 +33,44 @@ class AttributeSpec:
         return self.kind == "numeric"
 
 
-def read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    """run.json's content, or None when the run has none (the scorer then infers)."""
-    path = run_dir / RUN_FILE
-    if not path.exists():
-        return None
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PredictionsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); fix it or "
-                               "delete run.json to let the scorer infer attribute kinds") from None
-    if not isinstance(content, dict):
-        raise PredictionsError(f"{path}: expected a JSON object, got {type(content).__name__}")
-    return content
-
-
-def declared_spec(name: str, run: dict[str, Any] | None) -> AttributeSpec | None:
-    entry = ((run or {}).get("attributes") or {}).get(name)
+def declared_attribute(name: str, run: RunRecord | None) -> ScoredAttribute | None:
+    entry = run.declared(name) if run is not None else None
     if entry is None:
         return None
     where = f"{RUN_FILE}: attributes.{name}"
-    if not isinstance(entry, dict):
-        raise PredictionsError(f"{where}: expected an object with 'kind' and 'labels'")
-    kind = entry.get("kind", "categorical")
-    if kind not in KINDS:
-        raise PredictionsError(f"{where}.kind: unknown kind {kind!r}; expected one of "
+    if entry.kind not in KINDS:
+        raise PredictionsError(f"{where}.kind: unknown kind {entry.kind!r}; expected one of "
                                f"{', '.join(KINDS)}")
-    labels = tuple(str(label) for label in entry.get("labels") or ())
-    if kind != "numeric" and len(set(labels)) != len(labels):
+    labels = tuple(str(label) for label in entry.labels)
+    if entry.kind != "numeric" and len(set(labels)) != len(labels):
         raise PredictionsError(f"{where}.labels: duplicate labels in {list(labels)}")
-    return AttributeSpec(name, kind, labels)
+    return ScoredAttribute(name, entry.kind, labels)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def infer_spec(name: str, frame: pd.DataFrame) -> AttributeSpec:
+def infer_attribute(name: str, frame: pd.DataFrame) -> ScoredAttribute:
     """Kind and labels from the records alone (run.json missing or silent on `name`)."""
     if all(_is_number(value) for value in frame["truth"]):
-        return AttributeSpec(name, "numeric", inferred=True)
+        return ScoredAttribute(name, "numeric", inferred=True)
     answered = frame.loc[frame["status"] == "ok", "label"]
     values = pd.concat([frame["truth"], answered]).map(str).unique()
-    return AttributeSpec(name, "categorical", tuple(sorted(values)), inferred=True)
+    return ScoredAttribute(name, "categorical", tuple(sorted(values)), inferred=True)
 
 
-def resolve_spec(name: str, frame: pd.DataFrame, run: dict[str, Any] | None) -> AttributeSpec:
-    spec = declared_spec(name, run)
+def resolve_attribute(name: str, frame: pd.DataFrame, run: RunRecord | None) -> ScoredAttribute:
+    spec = declared_attribute(name, run)
     if spec is None or (spec.kind != "numeric" and not spec.labels):
-        inferred = infer_spec(name, frame)
+        inferred = infer_attribute(name, frame)
         if spec is None:
             return inferred
-        return AttributeSpec(name, spec.kind, inferred.labels, inferred=True)
+        return ScoredAttribute(name, spec.kind, inferred.labels, inferred=True)
     return spec
 
 
-def group_columns(run: dict[str, Any] | None, seen: list[str]) -> list[str]:
+def group_columns(run: RunRecord | None, seen: list[str]) -> list[str]:
     """Group columns the records carry: run.json's order first, then any others as seen."""
-    declared = [str(col) for col in ((run or {}).get("group_columns") or []) if col in seen]
+    declared = [str(col) for col in ((run.group_columns if run else None) or []) if col in seen]
     return declared + [col for col in seen if col not in declared]

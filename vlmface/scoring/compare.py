@@ -29,8 +29,9 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from vlmface.errors import PredictionsError
+from vlmface.predictions import STATUSES, iter_records
+from vlmface.run_record import PREDICTIONS_FILE, RunRecord
 from vlmface.scoring.bootstrap import paired_difference_samples, percentile_ci, rng_for
-from vlmface.predictions import PREDICTIONS_FILE, STATUSES, iter_records
 from vlmface.scoring.load import ERROR, OK, AttributeData, RunData, load_run
 from vlmface.scoring.outcomes import outcomes
 from vlmface.scoring.settings import ScoreSettings
@@ -178,14 +179,14 @@ def check_same_samples(runs: list[RunData]) -> None:
 
 def run_summary(run: RunData) -> dict[str, Any]:
     """One summary row: what the run was (backend, mode, dtype...) and how fast and dear it was."""
-    info = run.run or {}
-    identity = info.get("model_identity") or {}
-    options = info.get("options") or {}
-    timings, backend = info.get("timings") or {}, info.get("backend_summary") or {}
-    return {"run": _run_dir(run), "model": info.get("model"), "backend": identity.get("backend", info.get("backend")),
+    info = run.run or RunRecord()
+    identity = info.model_identity or {}
+    options = info.options or {}
+    timings, backend = info.timings or {}, info.backend_summary or {}
+    return {"run": _run_dir(run), "model": info.model, "backend": identity.get("backend", info.backend),
             "mode": identity.get("mode", options.get("mode")), "dtype": identity.get("dtype", options.get("dtype")),
             "choice_score": identity.get("choice_score", options.get("choice_score")),
-            "prompt": info.get("prompt"), "seconds_per_sample": timings.get("seconds_per_sample"),
+            "prompt": info.prompt, "seconds_per_sample": timings.get("seconds_per_sample"),
             "seconds": timings.get("seconds"), "cost_usd": backend.get("cost_usd")}
 
 

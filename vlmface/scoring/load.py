@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import PredictionsError
-from vlmface.predictions import LEGACY_ERROR_KIND, PREDICTIONS_FILE, STATUSES, iter_records
-from vlmface.scoring.attributes import AttributeSpec, group_columns, read_run_json, resolve_spec
+from vlmface.predictions import LEGACY_ERROR_KIND, STATUSES, iter_records
+from vlmface.run_record import PREDICTIONS_FILE, RunRecord, read_run
+from vlmface.scoring.attributes import ScoredAttribute, group_columns, resolve_attribute
 
 OK, INVALID, REFUSED, ERROR = (STATUSES.index(s) for s in ("ok", "invalid", "refused", "error"))
 BASE_COLUMNS = ("sample_id", "attribute", "label", "status", "truth")
@@ -30,7 +31,7 @@ OPTIONAL_COLUMNS = ("error_kind", "probs")  # None where a line does not carry t
 class AttributeData:
     """The records of one attribute, encoded. `pred` is -1 / NaN where status is not ok."""
 
-    spec: AttributeSpec
+    spec: ScoredAttribute
     labels: tuple[str, ...]  # spec labels, then any undeclared label found in the data
     sample_id: np.ndarray
     status: np.ndarray  # int8 index into STATUSES
@@ -58,7 +59,7 @@ class AttributeData:
 @dataclass
 class RunData:
     path: Path
-    run: dict[str, Any] | None
+    run: RunRecord | None  # run.json; None when the run has none
     attributes: dict[str, AttributeData]
     group_columns: list[str]
 
@@ -157,6 +158,9 @@ def read_frame(path: Path) -> tuple[pd.DataFrame, list[str], _Probs]:
     for col, values in groups.items():
         frame["g:" + col] = _group_values(values)
     _check_duplicates(frame, path)
+    # one order whatever order the lines came in (Ray's actors write them as batches finish),
+    # so that sums, and so every float of metrics.json, do not depend on it
+    frame = frame.sort_values(["attribute", "sample_id"], kind="stable", ignore_index=True)
     return frame, list(groups), probs
 
 
@@ -174,7 +178,7 @@ def _encode_labels(values: pd.Series, labels: list[str]) -> np.ndarray:
     return pd.Categorical(text, categories=labels).codes.astype(np.int64)
 
 
-def _check_answer_labels(frame: pd.DataFrame, ok: np.ndarray, spec: AttributeSpec,
+def _check_answer_labels(frame: pd.DataFrame, ok: np.ndarray, spec: ScoredAttribute,
                          path: Path | None) -> None:
     """An ok answer must be one of the declared labels: never a class of its own."""
     if spec.inferred or not spec.labels:
@@ -199,7 +203,7 @@ def _answer_errors(frame: pd.DataFrame, status: np.ndarray) -> np.ndarray:
     return (status == ERROR) & (kind == "answer")
 
 
-def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str], spec: AttributeSpec,
+def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str], spec: ScoredAttribute,
                    path: Path | None, store: _Probs | None) -> np.ndarray | None:
     """(n, labels) probabilities, NaN rows where not answered; None unless every ok line has them."""
     if store is None or "probs" not in frame or not ok.any():
@@ -218,7 +222,7 @@ def _probabilities(frame: pd.DataFrame, ok: np.ndarray, labels: list[str], spec:
     return table
 
 
-def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeSpec,
+def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: ScoredAttribute,
              path: Path | None) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
     infinite = np.isinf(numbers.to_numpy(dtype=float))
@@ -239,7 +243,7 @@ def _numeric(values: pd.Series, frame: pd.DataFrame, what: str, spec: AttributeS
     return numbers.to_numpy(dtype=float)
 
 
-def encode_attribute(frame: pd.DataFrame, spec: AttributeSpec, cols: list[str],
+def encode_attribute(frame: pd.DataFrame, spec: ScoredAttribute, cols: list[str],
                      path: Path | None = None, store: _Probs | None = None) -> AttributeData:
     """`path` (the predictions file) is only used to name the line in an error; `store` holds
     the probabilities the frame's "probs" column points into."""
@@ -299,16 +303,16 @@ def load_run(run_dir: str | Path, max_group_values: int = MAX_GROUP_VALUES) -> R
     if not run_dir.is_dir():
         raise PredictionsError(f"{run_dir}: not a run directory; pass the folder that holds "
                                f"{PREDICTIONS_FILE}")
-    run = read_run_json(run_dir)
+    run = read_run(run_dir)
     path = run_dir / PREDICTIONS_FILE
     frame, seen, store = read_frame(path)
     cols = group_columns(run, seen)
     check_group_columns(frame, cols, path, max_group_values)
-    declared = list(((run or {}).get("attributes") or {}))
+    declared = list((run.attributes if run else None) or {})
     present = list(frame["attribute"].unique())
     order = [a for a in declared if a in present] + [a for a in present if a not in declared]
     attributes = {}
     for name, sub in frame.groupby("attribute", sort=False):
         sub = sub.reset_index(drop=True)
-        attributes[name] = encode_attribute(sub, resolve_spec(name, sub, run), cols, path, store)
+        attributes[name] = encode_attribute(sub, resolve_attribute(name, sub, run), cols, path, store)
     return RunData(path, run, {name: attributes[name] for name in order}, cols)

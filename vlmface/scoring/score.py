@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from vlmface.errors import VlmfaceError
+from vlmface.run_record import MetricsRecord, write_metrics
 from vlmface.scoring.groups import groupings
 from vlmface.scoring.index import write_index
 from vlmface.scoring.load import AttributeData, RunData, load_run
 from vlmface.scoring.metrics import REGISTRY, families_for, group_context
 from vlmface.scoring.outcomes import outcomes
 from vlmface.scoring.settings import ScoreSettings
-from vlmface.scoring.tables import METRICS_FILE, json_ready, write_json, write_tables
+from vlmface.scoring.tables import json_ready, write_tables
 
 
 def score_attribute(data: AttributeData, settings: ScoreSettings) -> dict[str, Any]:
@@ -64,13 +65,13 @@ def score_run(run_dir: str | Path, *, min_group_n: int = 30, n_boot: int = 1000,
     metrics = {
         "attributes": {name: score_attribute(data, settings)
                        for name, data in run.attributes.items()},
-        "run": run.run if run.run is not None else {},
+        "run": run.run.as_json() if run.run is not None else {},
         "scoring": {**settings.to_json(), "run_json_found": run.run is not None,
                     "group_columns": run.group_columns},
     }
     for family in REGISTRY.values():
         family.finish_run(metrics)
     metrics = json_ready(metrics)
-    write_json(run_dir / METRICS_FILE, metrics)
+    write_metrics(run_dir, MetricsRecord.model_validate(metrics))
     write_index(run_dir, metrics, write_tables(run_dir, metrics))
     return metrics

@@ -1,4 +1,4 @@
-"""Writes metrics.json (strict JSON, null for undefined) and the tidy tables.
+"""The tidy tables of a scored run (metrics.json itself: vlmface.run_record.write_metrics).
 
 tables/<attr>__overall      one row: n, scores with CI bounds, rates
 tables/<attr>__per_class    categorical/ordinal: precision, recall, f1, support per label
@@ -14,7 +14,6 @@ each as .csv and .md. Names are sanitised to letters, digits, '_', '.', '-'.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vlmface.run_record import METRICS_FILE, write_atomic  # noqa: F401  (METRICS_FILE re-exported)
+from vlmface.run_record import strict_json_text, write_atomic
 from vlmface.scoring.metrics import REGISTRY, safe_name
 
 TABLES_DIR = "tables"
@@ -42,9 +41,8 @@ def json_ready(value: Any) -> Any:
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
-    """Atomic: a reader never sees half a metrics.json."""
-    text = json.dumps(json_ready(content), indent=2, ensure_ascii=False, allow_nan=False)
-    write_atomic(path, text + "\n")
+    """Strict JSON, atomically (a reader never sees half a file)."""
+    write_atomic(path, strict_json_text(json_ready(content)))
 
 
 
