@@ -25,7 +25,6 @@ import pandas as pd
 from vlmface.run_record import (METRICS_FILE, PREDICTIONS_FILE, AttributeMetrics, MetricsRecord, RunRecord,
                                 RunRecordError, read_metrics)
 
-DELTAS_FILE = "deltas.csv"
 RUN_KEYS = ["run_id", "task", "task_label", "data_source", "model", "backend"]
 
 
@@ -37,7 +36,6 @@ class Collection:
     groups: pd.DataFrame
     disparity: pd.DataFrame
     metrics: dict[str, MetricsRecord] = field(default_factory=dict)  # run_id -> its metrics.json
-    probes: list[Path] = field(default_factory=list)  # deltas.csv files of social-perception probes
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     warnings: list[str] = field(default_factory=list)
     exclude: Path | None = None  # the report's own folder, never read back
@@ -242,10 +240,8 @@ def collect_runs(results_dir: Path, exclude: Path | None = None) -> Collection:
             disparity += disp
     skipped += _unscored(results_dir, exclude)
     overall, groups, disparity = disambiguate_labels(overall, groups, disparity)
-    probes = [p for p in sorted(results_dir.rglob(DELTAS_FILE))
-              if not _hidden(p, results_dir) and not _inside(p, exclude)]
     return Collection(results_dir, _frame(runs), _frame(overall), _frame(groups), _frame(disparity),
-                      metrics_by_run, probes, skipped, warnings)
+                      metrics_by_run, skipped, warnings)
 
 
 def _unscored(results_dir: Path, exclude: Path | None) -> list[tuple[str, str]]:
