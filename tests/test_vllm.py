@@ -6,6 +6,7 @@ sampling parameters and the engine arguments, and answers like a real engine wou
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -54,6 +55,9 @@ class FakeLLM:
         self.fail_on: str | None = None
         self.cached_tokens = 0  # what a prefix-cache read reports (num_cached_tokens)
         FakeLLM.instances.append(self)
+        global IMAGE_TOKEN
+        config = json.loads((Path(kwargs["model"]) / "config.json").read_text())
+        IMAGE_TOKEN = config.get("image_token_id", config.get("image_token_index"))
 
     def generate(self, requests, sampling_params=None, use_tqdm=True):
         self.calls.append((list(requests), list(sampling_params)))
