@@ -6,6 +6,7 @@ sampling parameters and the engine arguments, and answers like a real engine wou
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -33,7 +34,7 @@ RACE = Question("race", "categorical", ("White", "Black", "Latino_Hispanic"),
 AGE = Question("age", "numeric", ())
 
 
-EXPANSION = 576
+EXPANSION = 49  # image tokens the tiny LLaVA's processor makes (7 x 7 patches); checked in llava_dir
 IMAGE_TOKEN: int | None = None  # set from the tiny LLaVA's config
 
 
@@ -52,21 +53,34 @@ class FakeLLM:
     def __init__(self, **kwargs):
         self.kwargs, self.calls = kwargs, []
         self.fail_on: str | None = None
+        self.cached_tokens = 0  # what a prefix-cache read reports (num_cached_tokens)
         FakeLLM.instances.append(self)
+        global IMAGE_TOKEN
+        config = json.loads((Path(kwargs["model"]) / "config.json").read_text())
+        IMAGE_TOKEN = config.get("image_token_id", config.get("image_token_index"))
 
     def generate(self, requests, sampling_params=None, use_tqdm=True):
         self.calls.append((list(requests), list(sampling_params)))
         if self.fail_on and any(self.fail_on in r.get("prompt", "") for r in requests):
             raise ValueError("prompt too long")
         if any(getattr(p, "prompt_logprobs", None) is not None for p in sampling_params):
-            return [self._scored(r) for r in requests]
+            return [self._cached(self._scored(r), p) for r, p in zip(requests, sampling_params)]
         return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=self._reply(r, p), finish_reason="stop")])
                 for r, p in zip(requests, sampling_params)]
 
+    def _cached(self, output, params):
+        """Like vLLM reading its prefix cache: the first `cached_tokens` rows hold garbage."""
+        if params.skip_reading_prefix_cache or not self.cached_tokens:
+            output.num_cached_tokens = 0
+            return output
+        output.num_cached_tokens = min(self.cached_tokens, len(output.prompt_token_ids) - 1)
+        for row in range(1, output.num_cached_tokens + 1):
+            output.prompt_logprobs[row] = {output.prompt_token_ids[row]: types.SimpleNamespace(logprob=123.0, rank=1)}
+        return output
+
     @staticmethod
     def _scored(request):
-        """Like vLLM with prompt_logprobs=0: the image placeholder expanded (576 image tokens
-        here), a None for the first position, then {token: Logprob} for every position; the
+        """Like vLLM with prompt_logprobs=0: the image placeholder expanded (as the processor does), a None for the first position, then {token: Logprob} for every position; the
         log-probability of token t at position i is -(t % 7 + i % 3) / 10, a known function."""
         ids = []
         for token in request["prompt_token_ids"]:
@@ -100,7 +114,13 @@ def fake_vllm(monkeypatch):
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory) -> Path:
-    return tiny_vlms.to_hub_llava_layout(tiny_vlms.build_llava(tmp_path_factory.mktemp("vllm") / "llava"))
+    from transformers import AutoProcessor
+
+    folder = tiny_vlms.to_hub_llava_layout(tiny_vlms.build_llava(tmp_path_factory.mktemp("vllm") / "llava"))
+    processor = AutoProcessor.from_pretrained(folder)
+    ids = processor(text=["<image>x"], images=[[Image.new("RGB", (40, 40))]])["input_ids"][0]
+    assert list(ids).count(processor.image_token_id) == EXPANSION
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +194,8 @@ def test_choice_mode_scores_every_label_with_prompt_logprobs(fake_vllm, llava_di
     assert llm.kwargs["enable_prefix_caching"] is True and len(llm.calls) == 1
     requests, params = llm.calls[0]
     assert len(requests) == 6  # 2 queries x 3 labels, one engine call
-    assert all((p.max_tokens, p.prompt_logprobs, p.temperature) == (1, 0, 0.0) for p in params)
+    assert all((p.max_tokens, p.prompt_logprobs, p.temperature, p.detokenize, p.skip_reading_prefix_cache)
+               == (1, 0, 0.0, False, False) for p in params)
     prompt = backend.tokenizer(backend.prompts.format(queries[0]))["input_ids"]
     labels = backend.tokenizer(RACE.choices, add_special_tokens=False)["input_ids"]
     assert [r["prompt_token_ids"] for r in requests[:3]] == [prompt + label for label in labels]
@@ -194,6 +215,50 @@ def test_choice_labels_are_the_tokens_the_hf_backend_scores(fake_vllm, llava_dir
     hf = HFBackend(ModelEntry(name="tiny", backend="hf", weights=str(llava_dir)),
                    {"device": "cpu", "mode": "choice", "choice_prefix": " "})
     assert hf.continuations(RACE) == label_token_ids(vllm_backend.tokenizer, RACE.choices, " ")
+
+
+@pytest.mark.parametrize("cached, reruns", [(32, 0), (10_000, 6)])
+def test_label_rows_read_from_the_prefix_cache_are_scored_again_without_it(fake_vllm, llava_dir, face,
+                                                                           cached, reruns):
+    global IMAGE_TOKEN
+    backend = _backend(llava_dir, mode="choice")
+    IMAGE_TOKEN = backend.tokenizer.convert_tokens_to_ids("<image>")
+    backend.llm.cached_tokens = cached  # 10_000: every row up to the last one comes from the cache
+    queries = [Query("a", face, RACE, prompt="Race?"), Query("b", face, RACE, prompt="Which race is shown?")]
+    answers = answered(backend, queries)
+    calls = backend.llm.calls
+    assert len(calls) == 1 + (reruns > 0)
+    if reruns:
+        assert len(calls[1][0]) == reruns and all(p.skip_reading_prefix_cache for p in calls[1][1])
+    for query, answer in zip(queries, answers):  # never a garbage row (logprob 123.0) in a score
+        assert answer.status == "ok" and answer.probs == pytest.approx(_expected_probs(backend, query, "sum"), abs=1e-12)
+    stats = backend.cache_stats.as_dict()
+    assert stats["requests"] == 6 and stats["reruns"] == reruns and stats["cached_tokens"] > 0
+
+
+def test_a_prompt_vllm_lays_out_differently_is_an_error(fake_vllm, llava_dir, face, monkeypatch):
+    global IMAGE_TOKEN
+    backend = _backend(llava_dir, mode="choice")
+    IMAGE_TOKEN = backend.tokenizer.convert_tokens_to_ids("<image>")
+    scored = FakeLLM._scored
+    monkeypatch.setattr(FakeLLM, "_scored", staticmethod(lambda request: scored(
+        {**request, "prompt_token_ids": [backend.tokenizer.bos_token_id] + request["prompt_token_ids"]})))
+    answer = answered(backend, [Query("a", face, RACE, prompt="Race?")])[0]
+    assert answer.status == "error" and "laid out the prompt differently" in answer.raw and "token 0" in answer.raw
+
+
+def test_engine_prompt_undoes_the_processors_image_layout():
+    from vlmface.backends.vllm_choice import engine_prompt
+
+    image, bos, newline = 9, 2, 7
+    # LLaVA-style: vLLM expands one placeholder into the image run the processor made
+    assert engine_prompt([bos, 5, image, image, image, 6], image, bos, inserted=False) == [bos, 5, image, 6]
+    # PaliGemma-style: vLLM inserts <image>*n + <bos> at the start itself (and appends the newline)
+    assert engine_prompt([image] * 4 + [bos, 5, 6, newline], image, bos, inserted=True) == [5, 6, newline]
+    with pytest.raises(BackendError, match="start with the image tokens"):
+        engine_prompt([bos, image, 5], image, bos, inserted=True)
+    with pytest.raises(BackendError, match="no image token"):
+        engine_prompt([bos, 5], image, bos, inserted=False)
 
 
 def test_choice_mode_reports_a_missing_logprob_per_query(fake_vllm, llava_dir, face, monkeypatch):

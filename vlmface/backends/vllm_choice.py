@@ -1,76 +1,132 @@
 """`choice` mode on vLLM: every label's continuation scored with prompt log-probabilities.
 
-For one query and its L labels, L requests go to the engine, each the query's prompt tokens
-followed by one label's tokens (`vlmface.backends.choice.label_token_ids`, exactly the tokens
-the hf backend scores), with the image as `multi_modal_data` and
-`SamplingParams(max_tokens=1, prompt_logprobs=0)`: vLLM then returns, for every prompt
-position, the log-probability of the token that is there. The label's positions are found
-at the end of the engine's own (image-expanded) `prompt_token_ids`, and their log-probabilities
-go to the shared rule (sum or mean, softmax over labels).
+The same tokens as the hf backend. For one query the model's own processor (the one the hf
+backend runs) lays out the prompt: `reference` is its `input_ids` (image tokens expanded,
+BOS and any suffix it adds), and each label's tokens (`vlmface.backends.choice.label_token_ids`)
+follow it. vLLM rewrites a token prompt itself (it expands or inserts the image tokens), so
+the engine gets `engine_prompt(reference)`: the processor's image-token run collapsed back to
+the one placeholder vLLM expands (LLaVA-style models), or, for models whose vLLM processor
+inserts `<image>*n + <bos>` at the start itself (IMAGE_INSERTED_BY_VLLM, vLLM 0.32
+models/paligemma.py), without that run and BOS. Every output is then checked: the engine's
+`prompt_token_ids` must start with `reference + label` exactly (vLLM may append tokens after
+it, as PaliGemma's "\\n", which a causal label never sees), else the query is an error naming
+the first position that differs. No position search, no silent mismatch.
 
-Cost: the L requests of a query share the image and the prompt. The backend turns prefix
-caching on, but vLLM 0.32 does not READ the prefix cache for a request that asks for prompt
-log-probabilities (SamplingParams sets `skip_reading_prefix_cache`, since cached positions get
-no log-probabilities), so each label's request prefills prompt + image tokens again: about L
-times the prefill of one generate request. (vLLM's multimodal processor cache still keeps the
-image's preprocessing once per image.) Reading the cache up to the label, with
-`prompt_logprob_start` + `prompt_logprob_token_ids`, is a possible speed-up not done here.
+Request: `SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False,
+skip_reading_prefix_cache=False)`. vLLM 0.32 by default does not read the prefix cache for a
+request with prompt log-probabilities; we let it read, so the L label requests of a query
+share the image and prompt blocks (the image is encoded and the prompt prefilled about once
+per image, in full blocks: 16 tokens on GPU, 128 by default on CPU). The price: rows read from
+the cache hold NO log-probabilities (vLLM returns uninitialised values there, and
+`detokenize=False` keeps it from decoding them), so a label is scored from a request only if
+its first token's row was computed: `output.num_cached_tokens < len(reference)`
+(`needs_rerun`). Otherwise (the prompt ends on a block boundary, or two labels share their
+first block-filling tokens, or the same query repeats) that label's request is sent again
+with `skip_reading_prefix_cache=True`. `CacheStats` counts cached prompt tokens and reruns.
 
-Equivalence with the hf backend (tests/test_vllm_cpu_choice.py, vLLM 0.32 CPU): a tiny LLaVA
-gives the same log-likelihoods to 1e-6. PaliGemma does not yet: for a token prompt vLLM inserts
-the image tokens and BOS itself and appends "\n" after the whole prompt, so the label does not
-follow the "\n" that the transformers processor puts after the question, and the raw prompt's
-literal <image> token stays in (tiny PaliGemma: log-likelihoods differ by up to 0.11 nats,
-probabilities by < 1e-4). Check such models with `vlmface compare` before trusting vllm choice.
+Not the same computation for prefix-LM models (PaliGemma): transformers attends
+bidirectionally over the whole prefix (image + BOS + prompt + "\\n", token_type_ids 0), vLLM 0.32
+only over the image tokens on GPU and not at all on CPU (its CPU attention is causal); the
+tokens are the same, the attention mask is not (tiny PaliGemma on CPU: 1.2e-4 nats). The
+backend records `prefix_lm_attention` in run.json and warns.
 
-The one place that reads vLLM's outputs is `label_token_logprobs`; the tests fake the engine
-at this boundary.
+The one place that reads vLLM's outputs is `label_token_logprobs`; the unit tests fake the
+engine at this boundary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from vlmface.errors import BackendError
 
-
-def prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """The prompt's tokens as the model's processor makes them, before any image expansion
-    (vLLM expands the image placeholder of a token prompt itself)."""
-    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+#: vLLM processors that insert the image tokens + BOS at the prompt's start themselves
+IMAGE_INSERTED_BY_VLLM = {"paligemma"}
 
 
-def label_requests(prompt_ids: list[int], image: Any, labels: Sequence[list[int]]) -> list[dict[str, Any]]:
-    """One vLLM token prompt per label: prompt tokens + label tokens, with the image."""
-    return [{"prompt_token_ids": prompt_ids + list(label), "multi_modal_data": {"image": image}}
-            for label in labels]
+def reference_ids(processor: Any, prompt: str, image: Any) -> list[int]:
+    """The prompt's token ids exactly as the model's processor makes them (what the hf backend scores)."""
+    batch = processor(text=[prompt], images=[[image]], return_tensors="pt")
+    return [int(t) for t in batch["input_ids"][0]]
 
 
-def _label_start(ids: Sequence[int], label: Sequence[int]) -> int:
-    """Where `label` ends up in the engine's prompt (the last occurrence: a processor may add
-    a token after the text, as PaliGemma's adds a newline)."""
-    n = len(label)
-    for start in range(len(ids) - n, -1, -1):
-        if list(ids[start:start + n]) == list(label):
-            return start
-    raise BackendError("vLLM choice: the label tokens are not in the engine's prompt tokens "
-                       f"(label {list(label)}, prompt tail {list(ids[-n - 3:])})")
+def engine_prompt(reference: list[int], image_token: int, bos: int | None, inserted: bool) -> list[int]:
+    """The token prompt vLLM turns back into `reference` (see the module docstring)."""
+    first = reference.index(image_token) if image_token in reference else None
+    if first is None:
+        raise BackendError(f"vLLM choice: the processor's prompt has no image token {image_token}")
+    end = first
+    while end < len(reference) and reference[end] == image_token:
+        end += 1
+    if not inserted:
+        return reference[:first] + [image_token] + reference[end:]
+    if first != 0 or end >= len(reference) or reference[end] != bos:
+        raise BackendError("vLLM choice: expected the processor's prompt to start with the image tokens "
+                           f"and BOS (as vLLM lays it out), got {reference[:3]}...{reference[end:end + 2]}")
+    return reference[end + 1:]
 
 
-def label_token_logprobs(output: Any, label: Sequence[int]) -> list[float]:
-    """The log-probability of each label token, from one vLLM RequestOutput."""
+def label_requests(prompt: list[int], image: Any, labels: Sequence[list[int]]) -> list[dict[str, Any]]:
+    """One vLLM token prompt per label: engine prompt + label tokens, with the image."""
+    return [{"prompt_token_ids": prompt + list(label), "multi_modal_data": {"image": image}} for label in labels]
+
+
+def sampling_params(vllm: Any, read_cache: bool) -> Any:
+    return vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False,
+                               skip_reading_prefix_cache=not read_cache)
+
+
+def needs_rerun(output: Any, reference: Sequence[int]) -> bool:
+    """True if the row that predicts the label's first token came from the prefix cache
+    (no log-probabilities there): score this label again without reading the cache."""
+    return int(getattr(output, "num_cached_tokens", 0) or 0) >= len(reference)
+
+
+def _check_layout(ids: Sequence[int], expected: list[int]) -> None:
+    if list(ids[:len(expected)]) == expected:
+        return
+    at = next((k for k, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
+    raise BackendError(
+        "vLLM choice: vLLM laid out the prompt differently from the model's processor (first difference at "
+        f"token {at}: vLLM {list(ids[at:at + 4])}, processor {expected[at:at + 4]}), so it would not score "
+        "what the hf backend scores; use the hf backend's choice mode for this model")
+
+
+def label_token_logprobs(output: Any, reference: list[int], label: Sequence[int]) -> list[float]:
+    """The log-probability of each label token, from one vLLM RequestOutput whose prompt was
+    `reference + label` (checked)."""
     ids, logprobs = output.prompt_token_ids, output.prompt_logprobs
     if logprobs is None:
         raise BackendError("vLLM choice: the engine returned no prompt_logprobs")
-    start = _label_start(ids, label)
-    if start == 0:
-        raise BackendError("vLLM choice: the label is the whole prompt; nothing to condition on")
+    _check_layout(ids, list(reference) + list(label))
+    if not reference:
+        raise BackendError("vLLM choice: empty prompt; nothing to condition on")
     values = []
-    for position in range(start, start + len(label)):
+    for position in range(len(reference), len(reference) + len(label)):
         entry = logprobs[position] or {}
         token = ids[position]
         if token not in entry:
             raise BackendError(f"vLLM choice: no log-probability for prompt token {token} at {position}")
         values.append(float(entry[token].logprob))
     return values
+
+
+@dataclass
+class CacheStats:
+    """How much of the label requests' prompts vLLM read from its prefix cache."""
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    reruns: int = 0
+
+    def add(self, output: Any) -> None:
+        self.requests += 1
+        self.prompt_tokens += len(output.prompt_token_ids)
+        self.cached_tokens += int(getattr(output, "num_cached_tokens", 0) or 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+        return {"requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "cached_tokens": self.cached_tokens, "cache_hit_rate": round(rate, 4), "reruns": self.reruns}
