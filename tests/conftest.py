@@ -39,6 +39,28 @@ def fake_backend(monkeypatch):
     return fake_backends.FakeBackend
 
 
+@pytest.fixture
+def planted_task(tmp_path, monkeypatch):
+    """The planted exposure task (tests/fake_backends.py) under tmp_path, its `planted` backend registered:
+    (task spec, manifest, perturbation spec)."""
+    import fake_backends
+    from vlmface import registry
+
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("fake_backends:PlantedBackend", "dev"))
+    return fake_backends.write_planted_task(tmp_path)
+
+
+@pytest.fixture
+def order_task(tmp_path, monkeypatch):
+    """The planted option-order task (tests/fake_backends.py) under tmp_path, its `order` backend
+    registered: (task spec, manifest)."""
+    import fake_backends
+    from vlmface import registry
+
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "order", ("fake_backends:OrderBackend", "dev"))
+    return fake_backends.write_order_task(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one torch thread, and do not fight other processes for the cores."""
