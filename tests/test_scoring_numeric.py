@@ -93,7 +93,11 @@ def test_disparity_names_the_groups_aged_up_and_down_most_among_large_groups(age
     assert disparity["aged_up_most"] == "A" and disparity["aged_down_most"] == "B"
     assert disparity["mean_error_spread"] == pytest.approx(means["A"] - means["B"], abs=TOL)
     assert disparity["metric"] == "mae"
-    assert disparity["gap"] == pytest.approx(max(maes.values()) - min(maes.values()), abs=TOL)
+    gap = max(maes.values()) - min(maes.values())
+    assert disparity["gap"] == pytest.approx(gap, abs=TOL)
+    # the gap CI bootstraps each group's answered errors: about +-1.96 SE of a difference of two MAEs
+    lo, hi = disparity["gap_ci"]
+    assert lo < gap < hi and 0.5 < (hi - lo) / gap < 2.5
     assert disparity["worst_group"] == max(maes, key=maes.get)
     assert disparity["best_group"] == min(maes, key=maes.get)
     assert disparity["excluded_groups"] == ["D"]
