@@ -1,0 +1,40 @@
+"""Scorer edge cases that mutation testing (benchmarks/mutation.py) found no test for: each test
+below fails on a named mutant of the module it covers, and passes on the real code."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from scoring_fixtures import record, run_json, write_run
+from vlmface.scoring import score_run
+
+
+def _with_null_groups() -> list[dict]:
+    """A quarter of the rows have no race (all answered wrong); X is all women, Y half and half."""
+    records = []
+    for i in range(80):
+        race = None if i % 4 == 0 else "X" if i % 4 == 1 else "Y"
+        truth = "sad" if race is None or i % 3 == 0 else "happy"
+        records.append(record(f"s{i}", "emotion", "happy", truth, race=race,
+                              gender="Female" if i % 2 else "Male"))
+    return records
+
+
+def test_an_intersection_leaves_out_rows_with_a_null_in_either_column(tmp_path):
+    """groups.py `_intersection`: valid = both codes >= 0 (the `|` mutant keeps half-null rows)."""
+    records = _with_null_groups()
+    attr = score_run(write_run(tmp_path, records, run_json()), n_boot=20, min_group_n=1)["attributes"]["emotion"]
+    frame = pd.DataFrame([{**r["groups"], "right": r["label"] == r["truth"]} for r in records])
+    expected = frame.dropna().groupby(["race", "gender"])["right"].agg(["size", "mean"])
+    cells = attr["by_group"]["racexgender"]
+    assert set(cells) == {f"{race} x {gender}" for race, gender in expected.index}
+    for (race, gender), row in expected.iterrows():
+        assert cells[f"{race} x {gender}"]["n"] == row["size"]
+        assert cells[f"{race} x {gender}"]["accuracy"] == pytest.approx(row["mean"], abs=1e-12)
+    assert sum(c["n"] for c in cells.values()) == frame["race"].notna().sum() == 60
+    assert sum(g["n"] for g in attr["by_group"]["gender"].values()) == 80  # gender is never null
+    # the gap and spread are over the three real cells only (no cell made of the race-less rows)
+    disparity = attr["disparity"]["racexgender"]
+    assert disparity["gap"] == pytest.approx(expected["mean"].max() - expected["mean"].min(), abs=1e-12)
+    assert disparity["std"] == pytest.approx(expected["mean"].std(ddof=0), abs=1e-12)
