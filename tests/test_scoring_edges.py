@@ -38,3 +38,31 @@ def test_an_intersection_leaves_out_rows_with_a_null_in_either_column(tmp_path):
     disparity = attr["disparity"]["racexgender"]
     assert disparity["gap"] == pytest.approx(expected["mean"].max() - expected["mean"].min(), abs=1e-12)
     assert disparity["std"] == pytest.approx(expected["mean"].std(ddof=0), abs=1e-12)
+
+
+def test_an_undeclared_ordinal_truth_is_never_off_by_one(tmp_path):
+    """outcomes.py: only declared bins have a place in the order (truth < k). A truth outside the
+    declared bins (kept, with the code after the last bin) is not "off by one" from the last bin.
+    (An ok answer outside them never gets this far: load.py refuses it.)"""
+    bins = ("0-9", "10-19", "20-29", "30-39")
+    pairs = [("40-49", "30-39"), ("20-29", "30-39"), ("30-39", "30-39"), ("40-49", "20-29")]
+    records = [record(f"s{i}", "age_bin", pred, truth, race="A", gender="F")
+               for i, (truth, pred) in enumerate(pairs)]
+    overall = score_run(write_run(tmp_path, records, run_json("age_bin", "ordinal", bins)),
+                        n_boot=20)["attributes"]["age_bin"]["overall"]
+    assert overall["n"] == 4
+    assert overall["accuracy"] == pytest.approx(1 / 4)
+    assert overall["off_by_one_accuracy"] == pytest.approx(2 / 4)  # 20-29 vs 30-39, and the exact one
+
+
+def test_a_group_of_one_has_a_rate_and_an_empty_one_has_none(tmp_path):
+    """outcomes.py `ratio`: a share wherever the denominator is above 0 (a group of one item is 0 or
+    1, never null)."""
+    records = [record("a0", "emotion", "happy", "happy", race="A", gender="F"),
+               record("b0", "emotion", "sad", "happy", race="B", gender="F"),
+               record("c0", "emotion", None, "happy", "refused", race="C", gender="F")]
+    attr = score_run(write_run(tmp_path, records, run_json()), n_boot=20, min_group_n=1)["attributes"]["emotion"]
+    groups = attr["by_group"]["race"]
+    assert (groups["A"]["accuracy"], groups["B"]["accuracy"], groups["C"]["accuracy"]) == (1.0, 0.0, 0.0)
+    assert groups["A"]["answered_accuracy"] == 1.0 and groups["B"]["answered_accuracy"] == 0.0
+    assert groups["C"]["answered_accuracy"] is None and groups["C"]["refusal_rate"] == 1.0

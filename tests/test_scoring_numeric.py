@@ -175,3 +175,27 @@ def test_a_truth_row_under_min_cell_n_is_null_and_noted_in_the_table(gender):
     x_female = table[(table["group"] == "X") & (table["truth"] == "Female")].iloc[0]
     assert x_female["n_truth"] == (frame[(frame["race"] == "X") & (frame["truth"] == "Female")]).shape[0]
     assert x_female["Male"] == pytest.approx(attr["by_group"]["race"]["X"]["predicted_as"]["Female"]["Male"])
+
+
+def test_direction_follows_the_ci_bounds_at_zero(tmp_path):
+    """signed_error.py `_direction`: aged up iff the CI's lower bound is above 0, aged down iff its
+    upper bound is below 0. Constant errors give a CI of one point: 0, +0.5, -0.5."""
+    records = [record(f"{group}{i}", "age", 30 + shift, 30, race=group, gender="Male")
+               for group, shift in {"Z": 0, "U": 0.5, "D": -0.5}.items() for i in range(12)]
+    groups = score_run(write_run(tmp_path, records, run_json("age", "numeric", ())),
+                       n_boot=50, min_group_n=1)["attributes"]["age"]["by_group"]["race"]
+    assert groups["Z"]["mean_error_ci"] == [0.0, 0.0] and groups["Z"]["direction"] == "no clear bias"
+    assert groups["U"]["mean_error_ci"] == [0.5, 0.5] and groups["U"]["direction"] == "aged up"
+    assert groups["D"]["mean_error_ci"] == [-0.5, -0.5] and groups["D"]["direction"] == "aged down"
+
+
+def test_a_group_of_exactly_min_cell_n_gets_its_directional_rates(tmp_path):
+    """directional.py: rates are reported from min_cell_n items on (n >= min_cell_n), null below."""
+    records = [record(f"w{i}", "gender", "Male" if i < 3 else "Female", "Female", race="W", gender="Female")
+               for i in range(10)]
+    records += [record(f"v{i}", "gender", "Female", "Female", race="V", gender="Female") for i in range(9)]
+    groups = score_run(write_run(tmp_path, records, run_json("gender", "categorical", GENDER)),
+                       n_boot=20, min_group_n=1, min_cell_n=10)["attributes"]["gender"]["by_group"]["race"]
+    assert groups["W"]["misclassified_rate"] == pytest.approx(0.3)
+    assert groups["W"]["predicted_as"]["Female"] == {"Female": 0.7, "Male": 0.3, "<no answer>": 0.0}
+    assert groups["V"]["misclassified_rate"] is None and groups["V"]["predicted_as"]["Female"] is None
