@@ -65,8 +65,8 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/metrics/shrinkage.py": _FAIRNESS,
     "vlmface/scoring/metrics/signed_error.py": ["tests/test_scoring_numeric.py"],
     "vlmface/scoring/metrics/significance.py": _FAIRNESS,
-    "vlmface/predictions.py": ["tests/test_predictions_durability.py", "tests/test_scoring_inputs.py",
-                               "tests/test_scoring_errors.py"],
+    "vlmface/predictions.py": ["tests/test_predictions_lines.py", "tests/test_predictions_durability.py",
+                               "tests/test_scoring_inputs.py", "tests/test_scoring_errors.py"],
     "vlmface/parse.py": ["tests/test_parse.py", "tests/test_vocabulary_coverage.py"],
     "vlmface/perturb/stats.py": _FLIP_TESTS,
 }
