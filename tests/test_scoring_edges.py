@@ -3,6 +3,7 @@ below fails on a named mutant of the module it covers, and passes on the real co
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,3 +67,29 @@ def test_a_group_of_one_has_a_rate_and_an_empty_one_has_none(tmp_path):
     assert (groups["A"]["accuracy"], groups["B"]["accuracy"], groups["C"]["accuracy"]) == (1.0, 0.0, 0.0)
     assert groups["A"]["answered_accuracy"] == 1.0 and groups["B"]["answered_accuracy"] == 0.0
     assert groups["C"]["answered_accuracy"] is None and groups["C"]["refusal_rate"] == 1.0
+
+
+def test_a_small_table_gets_a_permutation_test_of_pearsons_chi_square(tmp_path):
+    """metrics/significance.py: with an expected count under 5 the accuracy-by-group test is a
+    permutation test whose statistic is Pearson's chi-square (scipy, no continuity correction) and
+    whose p-value is the share of label shuffles at least as extreme (checked against our own shuffles)."""
+    from scipy import stats
+
+    right = {"A": (6, 5), "B": (6, 1), "C": (5, 3)}  # group: (n, correct)
+    records = [record(f"{g}{i}", "emotion", "happy", "happy" if i < k else "sad", race=g, gender="Female")
+               for g, (n, k) in right.items() for i in range(n)]
+    attr = score_run(write_run(tmp_path, records, run_json()), n_boot=2000, min_group_n=1)["attributes"]["emotion"]
+    test = attr["disparity"]["race"]["test"]
+    table = np.array([[k, n - k] for n, k in right.values()])
+    assert test["method"] == "permutation chi-square"
+    assert test["statistic"] == pytest.approx(stats.chi2_contingency(table, correction=False).statistic, abs=1e-9)
+    rng = np.random.default_rng(0)
+    outcomes = np.repeat([1, 0], table.sum(axis=0))  # every item's correctness, shuffled over the items
+    groups = np.repeat(np.arange(3), table.sum(axis=1))
+    shuffled = []
+    for _ in range(4000):
+        correct = np.bincount(groups, weights=rng.permutation(outcomes), minlength=3)
+        shuffled.append(stats.chi2_contingency(np.column_stack([correct, table.sum(axis=1) - correct]),
+                                               correction=False).statistic)
+    p = np.mean(np.array(shuffled) >= test["statistic"] - 1e-9)
+    assert test["p_value"] == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) * (1 / 2000 + 1 / 4000)) + 0.002)
