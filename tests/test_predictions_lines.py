@@ -45,3 +45,27 @@ def test_a_line_that_contradicts_itself_is_refused_naming_its_line(tmp_path, cha
     lines[1] = {**lines[1], **change}
     with pytest.raises(PredictionsError, match=message):
         read_records(_write(tmp_path / "predictions.jsonl", lines))
+
+
+def test_only_a_last_line_cut_before_its_newline_is_tolerated(tmp_path):
+    """iter_records skips a truncated last line (no newline: the run was killed mid-write); a broken
+    last line that does end with a newline is corruption, not a kill, and is refused."""
+    whole = "".join(json.dumps(r) + "\n" for r in _lines_a_run_writes())
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(whole + '{"sample_id": "f", "attri', encoding="utf-8")
+    assert len(read_records(cut)) == 5
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(whole + '{"sample_id": "f", "attri\n', encoding="utf-8")
+    with pytest.raises(PredictionsError, match=r"broken.jsonl:6: not valid JSON"):
+        read_records(broken)
+
+
+def test_the_writer_drops_a_partial_first_line_of_a_single_byte(tmp_path):
+    """PredictionWriter cuts a truncated tail back to the last whole line, even when the file holds
+    nothing but one byte of a first line."""
+    from vlmface.predictions import PredictionWriter
+
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(b"{")
+    PredictionWriter(path)
+    assert path.read_bytes() == b""
