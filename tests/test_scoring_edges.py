@@ -75,7 +75,7 @@ def test_a_small_table_gets_a_permutation_test_of_pearsons_chi_square(tmp_path):
     whose p-value is the share of label shuffles at least as extreme (checked against our own shuffles)."""
     from scipy import stats
 
-    right = {"A": (6, 5), "B": (6, 1), "C": (5, 3)}  # group: (n, correct)
+    right = {"A": (6, 5), "B": (6, 1), "C": (5, 3), "D": (1, 1)}  # group: (n, correct); D has one item
     records = [record(f"{g}{i}", "emotion", "happy", "happy" if i < k else "sad", race=g, gender="Female")
                for g, (n, k) in right.items() for i in range(n)]
     attr = score_run(write_run(tmp_path, records, run_json()), n_boot=2000, min_group_n=1)["attributes"]["emotion"]
@@ -85,10 +85,10 @@ def test_a_small_table_gets_a_permutation_test_of_pearsons_chi_square(tmp_path):
     assert test["statistic"] == pytest.approx(stats.chi2_contingency(table, correction=False).statistic, abs=1e-9)
     rng = np.random.default_rng(0)
     outcomes = np.repeat([1, 0], table.sum(axis=0))  # every item's correctness, shuffled over the items
-    groups = np.repeat(np.arange(3), table.sum(axis=1))
+    groups = np.repeat(np.arange(len(right)), table.sum(axis=1))
     shuffled = []
     for _ in range(4000):
-        correct = np.bincount(groups, weights=rng.permutation(outcomes), minlength=3)
+        correct = np.bincount(groups, weights=rng.permutation(outcomes), minlength=len(right))
         shuffled.append(stats.chi2_contingency(np.column_stack([correct, table.sum(axis=1) - correct]),
                                                correction=False).statistic)
     p = np.mean(np.array(shuffled) >= test["statistic"] - 1e-9)
