@@ -200,3 +200,25 @@ def test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images():
     assert overall[1.0] == pytest.approx(np.mean(errors[:, 0])) and overall[2.0] == pytest.approx(np.nanmean(errors[:, 1]))
     x = next(r for r in rows if r["group"] == "X" and r["level"] == 2.0)
     assert x["mae"] == pytest.approx(np.nanmean(errors[:100, 1]))
+
+
+def test_answered_accuracy_and_non_answer_rates_per_level_and_group():
+    """stats.py per level: answered accuracy over the answered images only (a group with one answered
+    image has 0 or 1, never a half), invalid and refusal rates over every image."""
+    from vlmface.scoring.load import INVALID, REFUSED
+
+    paired = _flips_differ_from_drops()
+    paired.groups = {"g": pd.Categorical(["X"] * 100 + ["Y"] * 98 + ["Z"] * 2)}
+    paired.status[:10, 1] = INVALID  # at level 2: 10 invalid and 5 refused answers in X, one invalid in Z
+    paired.status[10:15, 1] = REFUSED
+    paired.status[198, 1] = INVALID
+    paired.correct[199, 1] = True  # Z's one answered image is right
+    rows, _ = analyze_paired(paired, ScoreSettings(n_boot=50, seed=5))
+    at = {(r["group"], r["level"]): r for r in rows}
+    answered = paired.status[:, 1] == 0
+    assert at[("all", 2.0)]["answered_accuracy"] == pytest.approx(paired.correct[answered, 1].mean())
+    assert at[("all", 2.0)]["invalid_rate"] == pytest.approx(11 / 200)
+    assert at[("all", 2.0)]["refusal_rate"] == pytest.approx(5 / 200)
+    assert at[("X", 2.0)]["invalid_rate"] == pytest.approx(0.10) and at[("X", 2.0)]["refusal_rate"] == pytest.approx(0.05)
+    assert at[("Y", 2.0)]["invalid_rate"] == 0 and at[("X", 1.0)]["invalid_rate"] == 0
+    assert at[("Z", 2.0)]["answered_accuracy"] == 1.0 and at[("Z", 2.0)]["invalid_rate"] == 0.5
