@@ -93,3 +93,17 @@ def test_a_small_table_gets_a_permutation_test_of_pearsons_chi_square(tmp_path):
                                                correction=False).statistic)
     p = np.mean(np.array(shuffled) >= test["statistic"] - 1e-9)
     assert test["p_value"] == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) * (1 / 2000 + 1 / 4000)) + 0.002)
+
+
+@pytest.mark.parametrize("per_group, method, statistic, p_value", [
+    ({"A": (12, 12), "B": (12, 12)}, "none (every item alike)", 0.0, 1.0),  # nothing to test
+    ({"A": (10, 5), "B": (10, 5)}, "chi-square", 0.0, 1.0),  # every expected count exactly 5: chi-square
+])
+def test_the_accuracy_test_at_its_boundaries(tmp_path, per_group, method, statistic, p_value):
+    """metrics/significance.py: a table whose items are all right (or all wrong) is not tested (statistic 0,
+    p 1); chi-square is used once every expected count is at least 5 (MIN_EXPECTED)."""
+    records = [record(f"{g}{i}", "emotion", "happy", "happy" if i < k else "sad", race=g, gender="Female")
+               for g, (n, k) in per_group.items() for i in range(n)]
+    test = score_run(write_run(tmp_path, records, run_json()), n_boot=50,
+                     min_group_n=1)["attributes"]["emotion"]["disparity"]["race"]["test"]
+    assert (test["method"], test["statistic"], test["p_value"]) == (method, statistic, p_value)
