@@ -46,10 +46,13 @@ validate:
 	$(PYTHON) -m vlmface.cli validate
 
 CHROMIUM := $(firstword $(shell command -v chromium chromium-browser google-chrome 2>/dev/null))
+# The whole suite on TEST_WORKERS pytest-xdist workers; each test module stays on one worker
+# (tests/conftest.py groups them), so its module fixtures are built once. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(INSTALLED)
 	@$(if $(CHROMIUM),true,echo "note: chromium not found, so the HTML report's browser tests are skipped;" \
 		"install it to run them (Debian/Ubuntu: sudo apt-get install -y chromium)")
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench:
 	$(PYTHON) benchmarks/score_bench.py

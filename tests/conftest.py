@@ -16,6 +16,20 @@ UTKFACE_DIR = SHARED_DATA / "utkface" / "crop_part1"
 FER_DIR = SHARED_DATA / "fer2013" / "PrivateTest"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    """For `pytest -n N --dist loadgroup` (make test): a test module runs on one worker, so its
+    module fixtures (one baseline run shared by several tests) are built once; a module that sets
+    its own `xdist_group` (the Ray tests, which must not share the 2 cores with each other) keeps
+    it. Modules holding `slow` tests are scheduled first, so the longest ones do not start last."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no":
+        slow = {item.path for item in items if item.get_closest_marker("slow")}
+        items.sort(key=lambda item: item.path not in slow)  # stable: each module keeps its order
+
+
 @pytest.fixture(scope="session")
 def utkface_dir() -> Path:
     assert UTKFACE_DIR.is_dir(), f"real faces expected at {UTKFACE_DIR} (see ../shared/data/README.md)"
@@ -37,6 +51,28 @@ def fake_backend(monkeypatch):
     monkeypatch.setitem(registry.BACKEND_FAMILIES, "fake", ("fake_backends:FakeBackend", "dev"))
     fake_backends.FakeBackend.instances.clear()
     return fake_backends.FakeBackend
+
+
+@pytest.fixture
+def planted_task(tmp_path, monkeypatch):
+    """The planted exposure task (tests/fake_backends.py) under tmp_path, its `planted` backend registered:
+    (task spec, manifest, perturbation spec)."""
+    import fake_backends
+    from vlmface import registry
+
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("fake_backends:PlantedBackend", "dev"))
+    return fake_backends.write_planted_task(tmp_path)
+
+
+@pytest.fixture
+def order_task(tmp_path, monkeypatch):
+    """The planted option-order task (tests/fake_backends.py) under tmp_path, its `order` backend
+    registered: (task spec, manifest)."""
+    import fake_backends
+    from vlmface import registry
+
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "order", ("fake_backends:OrderBackend", "dev"))
+    return fake_backends.write_order_task(tmp_path)
 
 
 @pytest.fixture(scope="module")

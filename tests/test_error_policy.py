@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from scoring_fixtures import record, run_json, write_run
-from test_perturb_analysis import N, PLANTED, PlantedBackend, _sweep, planted_task  # noqa: F401
-from vlmface.backends.base import Answer
+from fake_backends import PLANTED_N, sweep_planted
 from vlmface.perturb.analysis import format_robustness, robustness
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig, evaluate
@@ -88,27 +87,15 @@ def test_pipeline_marks_unreadable_images_data_and_no_face_answer(tmp_path, utkf
     assert (o["n"], o["n_answer_error"], o["n_data_error"]) == (2, 1, 1)
 
 
-class FlakyPlantedBackend(PlantedBackend):
-    """The planted backend, but at gamma 2 every 5th image of group B gets "no face found"."""
-
-    def answer(self, queries):
-        answers = super().answer(queries)
-        for i, query in enumerate(queries):
-            group, index = query.sample_id.split("/")[-1].removesuffix(".png").split("_")
-            if group == "B" and int(index) % 5 == 0 and query.image.getpixel((0, 0))[0] < 100:  # gamma 2
-                answers[i] = Answer.error("no face found by the detector")
-        return answers
-
-
 def test_a_perturbed_runs_own_accuracy_equals_its_robustness_row(planted_task, tmp_path, monkeypatch):
     from vlmface import registry
 
-    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("test_error_policy:FlakyPlantedBackend", "dev"))
+    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("fake_backends:FlakyPlantedBackend", "dev"))
     spec, manifest, _ = planted_task
     corrupt = manifest.parent / "img" / "C_000.png"  # unreadable at every level: a data error
     corrupt.unlink()
     corrupt.write_bytes(b"\x89PNG not really")
-    runs = _sweep(planted_task, tmp_path / "out")
+    runs = sweep_planted(planted_task, tmp_path / "out")
     [result] = robustness([r.run_dir for r in runs], n_boot=200, plots=False)
     levels = result.tables["levels"].set_index(["group_column", "group", "level"])
     by_level = {1.0: runs[0].run_dir, 0.5: runs[1].run_dir, 2.0: runs[2].run_dir}
@@ -124,7 +111,7 @@ def test_a_perturbed_runs_own_accuracy_equals_its_robustness_row(planted_task, t
             assert row["answer_error_rate"] == pytest.approx(own["answer_error_rate"], abs=1e-12)
         answer_errors += attr["overall"]["n_answer_error"]
         assert attr["overall"]["n_data_error"] == 1
-    assert answer_errors == N // 5  # only at gamma 2, only group B
+    assert answer_errors == PLANTED_N // 5  # only at gamma 2, only group B
     b = levels.loc[("group", "B", 2.0)]
     assert b["accuracy"] < b["answered_accuracy"] and b["answer_error_rate"] == pytest.approx(0.2)
     text = format_robustness(result)

@@ -24,6 +24,8 @@ sys.path.insert(0, str(BENCH))
 import gpu_bench  # noqa: E402
 import gpu_models  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the smoke run builds and runs every benchmarked model family
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):

@@ -4,97 +4,25 @@ CI. Plus the paired bootstrap's coverage and the probe-style shift analysis."""
 
 from __future__ import annotations
 
-import textwrap
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from conftest import assert_png_plot
-from vlmface.backends.base import Answer, Backend
+from fake_backends import PLANTED, PLANTED_N, sweep_planted
 from vlmface.cli import main
-from vlmface.perturb import load_perturbations, perturbations_of
 from vlmface.perturb.stats import analyze_paired
 from vlmface.perturb.paired import Paired
 from vlmface.perturb.analysis import robustness
 from vlmface.perturb.shift import shift_tables
 from vlmface.predictions import read_records
-from vlmface.runner import EvalConfig, evaluate_perturbed
 from vlmface.scoring.settings import ScoreSettings
-
-N = 200  # images per group
-# gamma level -> group -> planted accuracy (multiples of 1/N, so a group's share is exact)
-PLANTED = {1.0: {"A": 0.90, "B": 0.90, "C": 0.80},
-           0.5: {"A": 0.90, "B": 0.85, "C": 0.80},
-           2.0: {"A": 0.80, "B": 0.60, "C": 0.75}}
-GRAY = 128  # every synthetic image is this gray; the gamma level is read back from it
-
-
-def _observed_gray(level: float) -> int:
-    return round(255 * (GRAY / 255) ** level)
-
-
-class PlantedBackend(Backend):
-    """Reads the exposure level from the pixel value, the group and the image's quantile u from
-    its file name; answers right iff u < planted accuracy. u is the same at every level, so an
-    image right at a level is right at every easier level (outcomes are nested, as in a real
-    dose-response) and a group's accuracy is exactly the planted share."""
-
-    prompt_style = "none"
-
-    def answer(self, queries):
-        levels = {_observed_gray(level): level for level in PLANTED}
-        answers = []
-        for query in queries:
-            level = levels[query.image.getpixel((0, 0))[0]]
-            group, index = query.sample_id.split("/")[-1].removesuffix(".png").split("_")
-            u = (int(index) + 0.5) / N
-            right = u < PLANTED[level][group]
-            answers.append(Answer(label="yes" if right else "no", raw=f"u={u:.4f}"))
-        return answers
-
-
-@pytest.fixture
-def planted_task(tmp_path, monkeypatch):
-    from vlmface import registry
-
-    monkeypatch.setitem(registry.BACKEND_FAMILIES, "planted", ("test_perturb_analysis:PlantedBackend", "dev"))
-    images = tmp_path / "img"
-    images.mkdir()
-    Image.new("RGB", (8, 8), (GRAY,) * 3).save(images / "gray.png")
-    rows = []
-    for group in PLANTED[1.0]:
-        for i in range(N):
-            (images / f"{group}_{i:03d}.png").hardlink_to(images / "gray.png")
-            rows.append(f"img/{group}_{i:03d}.png,yes,{group}")
-    (tmp_path / "manifest.csv").write_text("image,answer,group\n" + "\n".join(rows) + "\n")
-    spec = tmp_path / "planted.yaml"
-    spec.write_text(textwrap.dedent("""
-        name: planted
-        sources:
-          local: {kind: manifest, image_column: image}
-        attributes:
-          answer: {labels: ["yes", "no"]}
-          group: {labels: [A, B, C]}
-        group_columns: [group]
-        evaluate: [answer]
-    """))
-    perturbations = tmp_path / "exposure.yaml"
-    perturbations.write_text("perturbations:\n  exposure: {transform: gamma, levels: [0.5, 1.0, 2.0]}\n")
-    return spec, tmp_path / "manifest.csv", perturbations
-
-
-def _sweep(planted_task, out):
-    spec, manifest, perturbations = planted_task
-    config = EvalConfig(task=spec, model="planted:none", data_dir=manifest, out=out, score=False,
-                        progress=False)
-    return evaluate_perturbed(config, [None, *perturbations_of(load_perturbations(perturbations))])
 
 
 def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_task, tmp_path):
-    runs = _sweep(planted_task, tmp_path / "out")
+    runs = sweep_planted(planted_task, tmp_path / "out")
     assert [r.run_dir.name for r in runs] == ["none", "none__perturb-exposure-0.5", "none__perturb-exposure-2"]
     records = read_records(runs[2].run_dir / "predictions.jsonl")
     assert {(r["perturbation"], r["level"]) for r in records} == {("exposure", 2.0)}
@@ -105,7 +33,7 @@ def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_t
         for group, accuracy in planted.items():
             row = levels.loc[("group", group, level)]
             drop = PLANTED[1.0][group] - accuracy
-            assert row["n"] == N and row["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+            assert row["n"] == PLANTED_N and row["accuracy"] == pytest.approx(accuracy, abs=1e-12)
             assert row["drop"] == pytest.approx(drop, abs=1e-12)
             assert row["drop_ci_lo"] <= drop <= row["drop_ci_hi"]
             # a binary answer whose outcomes are nested flips exactly when it turns wrong
@@ -127,17 +55,17 @@ def test_planted_drops_and_interactions_are_recovered_within_their_cis(planted_t
 def test_pairing_narrows_the_drop_ci(planted_task, tmp_path):
     """A's drop at gamma 2 is 0.10 on the same images: the paired CI reflects only the images
     that turned wrong (SE sqrt(.1 x .9 / n)); one from two independent accuracies would be 1.7x wider."""
-    runs = _sweep(planted_task, tmp_path / "out")
+    runs = sweep_planted(planted_task, tmp_path / "out")
     [result] = robustness([r.run_dir for r in runs], n_boot=2000, plots=False)
     row = result.tables["levels"].set_index(["group_column", "group", "level"]).loc[("group", "A", 2.0)]
     paired_width = row["drop_ci_hi"] - row["drop_ci_lo"]
-    unpaired_width = 2 * 1.96 * np.sqrt(0.9 * 0.1 / N + 0.8 * 0.2 / N)
+    unpaired_width = 2 * 1.96 * np.sqrt(0.9 * 0.1 / PLANTED_N + 0.8 * 0.2 / PLANTED_N)
     assert paired_width < 0.7 * unpaired_width
-    assert paired_width == pytest.approx(2 * 1.96 * np.sqrt(0.1 * 0.9 / N), rel=0.15)
+    assert paired_width == pytest.approx(2 * 1.96 * np.sqrt(0.1 * 0.9 / PLANTED_N), rel=0.15)
 
 
 def test_robustness_command_recreates_the_tables_from_predictions_alone(planted_task, tmp_path, capsys):
-    runs = _sweep(planted_task, tmp_path / "out")
+    runs = sweep_planted(planted_task, tmp_path / "out")
     [first] = robustness([tmp_path / "out"], n_boot=300, plots=False)
     assert main(["robustness", str(tmp_path / "out"), "--out", str(tmp_path / "again"), "--n-boot", "300",
                  "--no-plots"]) == 0
@@ -150,7 +78,7 @@ def test_robustness_command_recreates_the_tables_from_predictions_alone(planted_
 
 
 def test_a_perturbed_run_without_its_clean_run_is_refused(planted_task, tmp_path):
-    runs = _sweep(planted_task, tmp_path / "out")
+    runs = sweep_planted(planted_task, tmp_path / "out")
     runs[0].run_dir.rename(tmp_path / "clean_moved_away")  # beside them, it would be found
     with pytest.raises(Exception, match="no clean run.*pass its clean run directory too"):
         robustness([runs[1].run_dir, runs[2].run_dir])
@@ -272,3 +200,25 @@ def test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images():
     assert overall[1.0] == pytest.approx(np.mean(errors[:, 0])) and overall[2.0] == pytest.approx(np.nanmean(errors[:, 1]))
     x = next(r for r in rows if r["group"] == "X" and r["level"] == 2.0)
     assert x["mae"] == pytest.approx(np.nanmean(errors[:100, 1]))
+
+
+def test_answered_accuracy_and_non_answer_rates_per_level_and_group():
+    """stats.py per level: answered accuracy over the answered images only (a group with one answered
+    image has 0 or 1, never a half), invalid and refusal rates over every image."""
+    from vlmface.scoring.load import INVALID, REFUSED
+
+    paired = _flips_differ_from_drops()
+    paired.groups = {"g": pd.Categorical(["X"] * 100 + ["Y"] * 98 + ["Z"] * 2)}
+    paired.status[:10, 1] = INVALID  # at level 2: 10 invalid and 5 refused answers in X, one invalid in Z
+    paired.status[10:15, 1] = REFUSED
+    paired.status[198, 1] = INVALID
+    paired.correct[199, 1] = True  # Z's one answered image is right
+    rows, _ = analyze_paired(paired, ScoreSettings(n_boot=50, seed=5))
+    at = {(r["group"], r["level"]): r for r in rows}
+    answered = paired.status[:, 1] == 0
+    assert at[("all", 2.0)]["answered_accuracy"] == pytest.approx(paired.correct[answered, 1].mean())
+    assert at[("all", 2.0)]["invalid_rate"] == pytest.approx(11 / 200)
+    assert at[("all", 2.0)]["refusal_rate"] == pytest.approx(5 / 200)
+    assert at[("X", 2.0)]["invalid_rate"] == pytest.approx(0.10) and at[("X", 2.0)]["refusal_rate"] == pytest.approx(0.05)
+    assert at[("Y", 2.0)]["invalid_rate"] == 0 and at[("X", 1.0)]["invalid_rate"] == 0
+    assert at[("Z", 2.0)]["answered_accuracy"] == 1.0 and at[("Z", 2.0)]["invalid_rate"] == 0.5

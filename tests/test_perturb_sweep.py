@@ -151,6 +151,7 @@ def test_the_python_api_runs_one_level(utkface_dir, tmp_path, fake_backend):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # under make test: on the Ray tests' worker, sharing its local Ray
 def test_a_ray_sweep_equals_a_local_one(utkface_dir, tmp_path):
     pytest.importorskip("ray")
     perturbations = perturbations_of(load_perturbations("exposure_blur"), ["blur"])[-1:]

@@ -6,14 +6,13 @@ effect of the option order on one group recovered within its CIs; option orders 
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
-from vlmface.backends.base import Answer, Backend
+from fake_backends import ORDER_PLANTED
+from vlmface.backends.base import Answer
 from vlmface.cli import main
 from vlmface.errors import SpecError, VlmfaceError
 from vlmface.interpret import interpret
@@ -25,58 +24,6 @@ from vlmface.scoring.attributes import ScoredAttribute
 from vlmface.scoring.load import AttributeData
 from vlmface.scoring.settings import ScoreSettings
 from vlmface.tasks import load_task
-
-N = 100  # images per group
-# planted accuracy per group: B loses 0.3 whenever "yes" is not printed first, A never moves
-PLANTED = {"A": {True: 0.9, False: 0.9}, "B": {True: 0.9, False: 0.6}}
-
-
-class OrderBackend(Backend):
-    """Reads the printed option order from the prompt; the group and quantile u of the image from
-    its file name; answers right iff u < planted accuracy of (group, "yes" printed first)."""
-
-    prompt_style = "question"
-
-    def answer(self, queries):
-        out = []
-        for query in queries:
-            listed = query.prompt.split("Choose one of: ")[1].split(". Answer")[0].split(", ")
-            group, index = query.sample_id.split("/")[-1].removesuffix(".png").split("_")
-            right = (int(index) + 0.5) / N < PLANTED[group][listed[0].lower() == "yes"]
-            out.append(Answer(label=None, raw="yes" if right else "no"))
-        return out
-
-
-@pytest.fixture
-def order_task(tmp_path, monkeypatch):
-    from vlmface import registry
-
-    monkeypatch.setitem(registry.BACKEND_FAMILIES, "order", ("test_prompt_sets:OrderBackend", "dev"))
-    images = tmp_path / "img"
-    images.mkdir()
-    Image.new("RGB", (8, 8), (128,) * 3).save(images / "gray.png")
-    rows = []
-    for group in PLANTED:
-        for i in range(N):
-            (images / f"{group}_{i:03d}.png").hardlink_to(images / "gray.png")
-            rows.append(f"img/{group}_{i:03d}.png,yes,{group}")
-    (tmp_path / "manifest.csv").write_text("image,answer,group\n" + "\n".join(rows) + "\n")
-    spec = tmp_path / "order.yaml"
-    spec.write_text(textwrap.dedent("""
-        name: order
-        sources:
-          local: {kind: manifest, image_column: image}
-        attributes:
-          answer: {labels: ["yes", "no", "maybe"]}
-          group: {labels: [A, B]}
-        group_columns: [group]
-        evaluate: [answer]
-        prompts:
-          question: {"*": vlm_question}
-        prompt_sets:
-          orders: {seed: 0, permutations: all, variants: {upper: {casing: upper}}}
-    """))
-    return spec, tmp_path / "manifest.csv"
 
 
 def _first_is_yes(task, variant) -> bool:
@@ -106,9 +53,9 @@ def test_planted_option_order_effect_is_recovered_within_its_cis(order_task, tmp
     truth = {v.name: _first_is_yes(task, v) for v in variants}
     assert sum(truth.values()) == 3  # default and upper (no reordering), plus one of the 5 other orders
     for row in table[table["group_column"] == "group"].itertuples():
-        planted = PLANTED[row.group][truth[row.variant]]
+        planted = ORDER_PLANTED[row.group][truth[row.variant]]
         assert row.accuracy == pytest.approx(planted) and row.accuracy_ci_lo <= planted <= row.accuracy_ci_hi
-        difference = planted - PLANTED[row.group][True]
+        difference = planted - ORDER_PLANTED[row.group][True]
         assert row.difference == pytest.approx(difference, abs=1e-12)
         assert row.difference_ci_lo - 1e-12 <= difference <= row.difference_ci_hi + 1e-12
         assert row.invalid_rate == 0 and row.refused_rate == 0

@@ -21,8 +21,11 @@ from ray_sockets import ListeningSockets
 
 pytest.importorskip("ray", reason="the ray engine needs `pip install 'vlmface[ray]'`")
 psutil = pytest.importorskip("psutil")
+# one Ray at a time under `pytest -n N` (make test): a local instance and a cluster started beside it
+# would share the 2 cores and ray.init() could find the other one
+pytestmark = pytest.mark.xdist_group("ray")
 
-N_FACES = 2000
+N_FACES = 1000  # 63 batches of 16 over 2 actors: each answers many (equality needs no more faces)
 
 
 def _keyed(run_dir):

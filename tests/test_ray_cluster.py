@@ -29,6 +29,9 @@ from ray_sockets import ListeningSockets, processes_matching
 
 pytest.importorskip("ray", reason="the ray engine needs `pip install 'vlmface[ray]'`")
 psutil = pytest.importorskip("psutil")
+# one Ray at a time under `pytest -n N` (make test): a local instance and a cluster started beside it
+# would share the 2 cores and ray.init() could find the other one
+pytestmark = pytest.mark.xdist_group("ray")
 
 N_FACES = 600
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -20,6 +20,7 @@ from conftest import REPO_ROOT, SHARED_DATA
 
 HUB_MARK = re.compile(r"#\s*needs the Hugging Face hub.*; offline it stops with: (.+)$")
 NOT_RUN = ("git clone", "cd ", "make test")
+pytestmark = pytest.mark.slow  # every example in one module fixture: about a minute or more
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from scoring_fixtures import record
-from test_perturb_analysis import _sweep, planted_task  # noqa: F401
+from fake_backends import sweep_planted
 from test_report_fixtures import GENDER, build_results, manifest, scored_run
 from vlmface.perturb.analysis import robustness
 from vlmface.report import build_report
@@ -78,8 +78,8 @@ def test_fairness_figures_are_embedded(report, page):
             assert f'<figure id="{escape(path.stem)}">' in page
 
 
-def test_robustness_curves_in_the_report(planted_task, tmp_path):  # noqa: F811
-    runs = _sweep(planted_task, tmp_path / "out")
+def test_robustness_curves_in_the_report(planted_task, tmp_path):
+    runs = sweep_planted(planted_task, tmp_path / "out")
     robustness([r.run_dir for r in runs], n_boot=100, plots=False)
     for run in runs:
         from vlmface.scoring import score_run
