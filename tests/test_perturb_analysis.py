@@ -222,3 +222,26 @@ def test_answered_accuracy_and_non_answer_rates_per_level_and_group():
     assert at[("X", 2.0)]["invalid_rate"] == pytest.approx(0.10) and at[("X", 2.0)]["refusal_rate"] == pytest.approx(0.05)
     assert at[("Y", 2.0)]["invalid_rate"] == 0 and at[("X", 1.0)]["invalid_rate"] == 0
     assert at[("Z", 2.0)]["answered_accuracy"] == 1.0 and at[("Z", 2.0)]["invalid_rate"] == 0.5
+
+
+@pytest.mark.parametrize("drops_in", ["X", "Y"])
+def test_an_interaction_ci_that_touches_zero_does_not_exclude_it(drops_in):
+    """One image of 100 goes right -> wrong in one group, none in the other: about a third of the
+    resamples leave that image out, so one end of the interaction's CI is exactly 0.0. An interval
+    that reaches 0 does not exclude it (kills `>` -> `>=` and `<` -> `<=` in _interaction_rows)."""
+    n = 200
+    clean = np.ones(n, dtype=bool)
+    perturbed = clean.copy()
+    perturbed[0 if drops_in == "X" else 100] = False
+    correct = np.column_stack([clean, perturbed])
+    paired = Paired(attribute="a", kind="categorical", metric="accuracy", perturbation="p", transform="gamma",
+                    levels=np.array([1.0, 2.0]), clean=0, sample_id=np.arange(n).astype(str), correct=correct,
+                    flipped=correct[:, [0]] != correct, error=np.zeros_like(correct),
+                    status=np.zeros(correct.shape, dtype=np.int8), abs_error=None,
+                    groups={"g": pd.Categorical(np.repeat(["X", "Y"], n // 2))}, counts={})
+    _, pairs = analyze_paired(paired, ScoreSettings(n_boot=2000, seed=5))
+    [pair] = pairs
+    assert pair["interaction"] == pytest.approx(0.01 if drops_in == "X" else -0.01)
+    touching = pair["interaction_ci_lo"] if drops_in == "X" else pair["interaction_ci_hi"]
+    assert touching == 0.0 and pair["interaction_ci_hi"] > pair["interaction_ci_lo"]
+    assert pair["ci_excludes_zero"] is False
