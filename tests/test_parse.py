@@ -116,6 +116,9 @@ CASES = [
     (AGE, "The person appears to be around 25-30 years old.", OK, 27.5),
     (AGE, "between 40 and 50", OK, 45.0),
     (AGE, "Approximately twenty-five years old.", OK, 25.0),
+    (AGE, "About twenty-one years old.", OK, 21.0),  # "one" is a unit word too (not "20-1", a range)
+    (AGE, "I would guess thirty nine.", OK, 39.0),
+    (AGE, "Roughly sixty.", OK, 60.0),
     (AGE, "in his mid-30s", OK, 35.0),
     (AGE, "She looks like she is in her early twenties.", OK, 22.0),
     (AGE, "Age: 7.5", OK, 7.5),
