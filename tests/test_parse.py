@@ -119,6 +119,11 @@ CASES = [
     (AGE, "About twenty-one years old.", OK, 21.0),  # "one" is a unit word too (not "20-1", a range)
     (AGE, "I would guess thirty nine.", OK, 39.0),
     (AGE, "Roughly sixty.", OK, 60.0),
+    (AGE, "She looks about seven years old.", OK, 7.0),  # a unit word alone
+    (AGE, "Age: twelve", OK, 12.0),
+    # a generation cut off by max_new_tokens: the fragment is no label (no "s"-less plural guess)
+    (RACE6, "The person in the image is Blac", INVALID, None),
+    (GENDER, "The person appears to be fema", INVALID, None),
     (AGE, "in his mid-30s", OK, 35.0),
     (AGE, "She looks like she is in her early twenties.", OK, 22.0),
     (AGE, "Age: 7.5", OK, 7.5),
@@ -194,3 +199,18 @@ def test_normalize():
 def test_json_answers_are_read_by_field(question, text, label):
     answer = parse_answer(text, question)
     assert (answer.status, answer.label) == ("ok", label), answer.extra
+
+
+def test_a_json_answer_up_to_its_size_bound_is_read_by_field():
+    """The JSON reader takes objects spanning at most 20,000 characters (longer ones are free text,
+    bounding the parse): at exactly the bound the field is read; one more and the free text names
+    both genders, so it is ambiguous."""
+    def answer(span: int) -> str:
+        head = '{"gender": "Male", "other_guess": "Female", "note": "'
+        return head + "x" * (span - len(head) - 2) + '"}'
+
+    assert len(answer(20_001)) - 1 == 20_000  # end - start
+    at_bound = parse_answer(answer(20_001), GENDER)
+    assert (at_bound.status, at_bound.label) == (OK, "Male")
+    beyond = parse_answer(answer(20_002), GENDER)
+    assert beyond.status == INVALID and beyond.extra["parse"].startswith("ambiguous")
