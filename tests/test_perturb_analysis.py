@@ -166,6 +166,8 @@ def test_flip_rate_ci_comes_from_the_flip_draws_not_the_drop_draws():
     half = 1.96 * np.sqrt(0.45 * 0.55 / 200)  # normal approximation of a share's 95% interval
     assert row["flip_rate_ci_lo"] == pytest.approx(0.45 - half, abs=0.015)
     assert row["flip_rate_ci_hi"] == pytest.approx(0.45 + half, abs=0.015)
+    assert row["accuracy_ci_lo"] == pytest.approx(0.55 - half, abs=0.015)  # 0.55 x 0.45: the same half-width
+    assert row["accuracy_ci_hi"] == pytest.approx(0.55 + half, abs=0.015)
     assert row["drop_ci_hi"] < row["flip_rate_ci_lo"]  # the two intervals are far apart here
     clean = next(r for r in rows if r["group_column"] == "all" and r["clean"])
     assert clean["flip_rate"] == 0 and clean["flip_rate_ci_lo"] == clean["flip_rate_ci_hi"] == 0
