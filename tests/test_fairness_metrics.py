@@ -98,6 +98,18 @@ def test_gaps_equal_spreads_of_fairlearn_rates_over_eligible_cells(scored, frame
         assert lo <= d[name] + 0.05 and hi >= d[name] - 0.05 and lo <= hi
 
 
+def test_a_grouping_of_exactly_two_groups_has_gap_cis(scored):
+    """Gender splits the faces into two groups: that is enough for a gap and its CI (a mutant asking
+    for three groups before drawing left these CIs null)."""
+    attr = scored["attributes"]["age5"]
+    assert sorted(attr["by_group"]["gender"]) == ["Female", "Male"]
+    d = attr["disparity"]["gender"]
+    for name in ("dp_gap", "tpr_gap", "eodds_gap"):
+        lo, hi = d[name + "_ci"]
+        assert d[name] is not None and lo is not None and hi is not None, name
+        assert 0 <= lo <= hi <= 1 and lo <= d[name] + 0.05 and hi >= d[name] - 0.05, name
+
+
 def test_binary_eo_gap_is_fairlearns_equalized_odds_difference(scored, frame):
     """Every gender item is answered here, so TPR spreads of both classes = max(TPR, FPR) spreads."""
     attr = scored["attributes"]["gender"]
