@@ -49,6 +49,8 @@ STEPS = {"clip-ViT-B-32": ("clip", "ViT-B-32", 0.09), "clip-ViT-L-14": ("clip", 
          "hf-paligemma-3b-224": ("hf", "paligemma-3b-224", 0.36), "hf-llava-1.5-7b": ("hf", "llava-1.5-7b", 0.24),
          "vllm-paligemma-3b-224": ("vllm", "paligemma-3b-224", 0.20)}
 HF_BATCHES = {"paligemma-3b-224": (1, 8, 32, 64), "llava-1.5-7b": (1, 32)}
+#: the smoke run: as many batch sizes, each small (tiny models on CPU check the path, not the speed)
+SMOKE_HF_BATCHES = {"paligemma-3b-224": (1, 2, 3, 4), "llava-1.5-7b": (1, 2)}
 PROMPTS = {"paligemma-3b-224": "<image>answer en What is the gender of the person in this image? Answer Male or Female.",
            "llava-1.5-7b": "USER: <image>\nWhat is the gender of the person in this image? Answer Male or Female. ASSISTANT:"}
 
@@ -65,6 +67,7 @@ class Settings:
         self.bare_seconds = 0.0 if smoke else 4.0  # repeat the bare forward at least this long
         self.harness_seconds = 0.0 if smoke else 12.0  # aim each harness run at this long (after load)
         self.max_images = len(list(data_dir.glob("*.jpg")))
+        self.hf_batches = SMOKE_HF_BATCHES if smoke else HF_BATCHES
 
     def torch_dtype(self):
         import torch
@@ -247,13 +250,14 @@ def hf_step(settings: Settings, work: Path, name: str, record) -> None:
     model = getattr(transformers, HF_FAMILIES[name][2]).from_pretrained(
         directory, dtype=settings.torch_dtype()).to(settings.device).eval()
     record(params=sum(p.numel() for p in model.parameters()))
-    bare = {mode: {b: hf_bare(settings, model, processor, name, mode, b) for b in HF_BATCHES[name]}
+    batches = settings.hf_batches[name]
+    bare = {mode: {b: hf_bare(settings, model, processor, name, mode, b) for b in batches}
             for mode in ("choice", "generate")}
     record(bare_only=bare)
     del model
     for mode in ("choice", "generate"):
-        expected = bare[mode][HF_BATCHES[name][0]]["images_per_s"] / 2
-        for previous, b in zip((None, *HF_BATCHES[name]), HF_BATCHES[name]):
+        expected = bare[mode][batches[0]]["images_per_s"] / 2
+        for previous, b in zip((None, *batches), batches):
             if previous is not None:  # scale the last harness rate by the bare speed-up
                 expected = last * bare[mode][b]["images_per_s"] / bare[mode][previous]["images_per_s"]
             found = harness(settings, work, f"hf:{directory}", harness_size(settings, expected, b), b,
@@ -293,7 +297,7 @@ def run_step(step: str, settings: Settings, work: Path, part: Path) -> None:
     """Child process: one model; writes its figures to `part` after every measurement."""
     import torch
 
-    torch.set_num_threads(2 if settings.smoke else min(8, os.cpu_count() or 1))
+    torch.set_num_threads(1 if settings.smoke else min(8, os.cpu_count() or 1))  # smoke: beside other tests
     kind, model, _ = STEPS[step]
     section: dict = {"kind": kind, "model": model}
 

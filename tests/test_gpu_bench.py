@@ -60,10 +60,11 @@ def test_smoke_writes_every_section_with_bare_harness_and_ratio(smoke):
     for step, model in (("hf-paligemma-3b-224", "paligemma-3b-224"), ("hf-llava-1.5-7b", "llava-1.5-7b")):
         assert sections[step]["status"] == "ok" and sections[step]["complete"]
         for mode in ("choice", "generate"):
-            assert list(sections[step][mode]) == [str(b) for b in gpu_bench.HF_BATCHES[model]]
+            assert list(sections[step][mode]) == [str(b) for b in gpu_bench.SMOKE_HF_BATCHES[model]]
             for batch_size, entry in sections[step][mode].items():
                 check_pair(entry, int(batch_size))
-    assert gpu_bench.HF_BATCHES["paligemma-3b-224"] == (1, 8, 32, 64)
+    assert gpu_bench.HF_BATCHES["paligemma-3b-224"] == (1, 8, 32, 64)  # the GPU run's sizes
+    assert all(len(gpu_bench.SMOKE_HF_BATCHES[m]) == len(b) for m, b in gpu_bench.HF_BATCHES.items())
     vllm = sections["vllm-paligemma-3b-224"]
     if importlib.util.find_spec("vllm") is None:
         assert "not importable" in vllm["skipped"] and "vllm-paligemma-3b-224" in results["skipped"]
