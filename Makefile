@@ -49,10 +49,17 @@ CHROMIUM := $(firstword $(shell command -v chromium chromium-browser google-chro
 # The whole suite on TEST_WORKERS pytest-xdist workers; each test module stays on one worker
 # (tests/conftest.py groups them), so its module fixtures are built once. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
+# The tests' temporary files go to a fresh folder on tmpfs when /dev/shm has 2 GiB free (the suite
+# writes and fsyncs thousands of small files), else under /tmp; removed afterwards. TEST_TMP=DIR
+# picks the parent folder.
+TEST_TMP ?= $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 2097152 {print "/dev/shm"}')
 test: $(INSTALLED)
 	@$(if $(CHROMIUM),true,echo "note: chromium not found, so the HTML report's browser tests are skipped;" \
 		"install it to run them (Debian/Ubuntu: sudo apt-get install -y chromium)")
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	@base=$$(mktemp -d -p "$(or $(TEST_TMP),$${TMPDIR:-/tmp})" vlmface-tests.XXXXXX) && \
+	echo "pytest -n $(TEST_WORKERS), temporary files in $$base" && \
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
+		--no-loadscope-reorder --basetemp="$$base"; status=$$?; rm -rf "$$base"; exit $$status
 
 bench:
 	$(PYTHON) benchmarks/score_bench.py
