@@ -1,5 +1,5 @@
 """Comparing CLIP models end to end: three tiny random open_clip models probed together on
-400 real UTKFace faces, a fourth probed later on its own, then `probe-compare` of the two
+200 real UTKFace faces, a fourth probed later on its own, then `probe-compare` of the two
 folders from their saved per-image scores, without encoding any image again."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from vlmface.probes import probe
 from vlmface.probes.command import add_probe_compare
 from vlmface.probes.comparison import probe_compare
 
-N = 400
+N = 200
 BOOT = 200
 DIFFERENCE_COLUMNS = ["dimension", "group_col", "group", "model_a", "model_b", "n", "diff", "ci_lo", "ci_hi",
                       "p_value", "p_holm"]
