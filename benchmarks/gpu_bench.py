@@ -1,7 +1,8 @@
 """The GPU benchmark, prepared: real-size architectures with random weights, on real faces.
 
     python benchmarks/gpu_bench.py --out gpu_bench.json            # on a CUDA machine, ~8 minutes
-    python benchmarks/gpu_bench.py --smoke --out smoke.json        # the same code path on CPU, tiny models
+    python benchmarks/gpu_bench.py --smoke --out smoke.json        # the same code path on CPU, tiny models,
+                                                                   # as many hf batch sizes, each small
 
 Models (built offline from their published configurations, see gpu_models.py; bf16 on CUDA):
 open_clip ViT-B-32 and ViT-L-14, PaliGemma-3B (224) and LLaVA-1.5-7B through transformers, and the
