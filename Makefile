@@ -14,7 +14,7 @@ EVAL_ARGS = --task $(TASK) --model $(MODEL) --out $(OUT) \
 	$(if $(PROMPT),--prompt $(PROMPT)) $(if $(LIMIT),--limit $(LIMIT)) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SOURCE),--source $(SOURCE)) $(EXTRA)
 
-.PHONY: install eval score report test validate bench mutants
+.PHONY: install eval score report test validate bench mutants planted
 
 # torch and torchvision in one call first, pinned to the builds this project is tested with (as
 # .ci/run does), so pip picks a matching pair before the project's extras need them. Override with
@@ -68,3 +68,7 @@ bench:
 MUTANTS ?= 20
 mutants:
 	$(PYTHON) benchmarks/mutation.py --per-module $(MUTANTS)
+
+# Issue 24's seven planted bugs, planted again one at a time in a scratch copy: each must fail its tests.
+planted:
+	$(PYTHON) benchmarks/planted_bugs.py

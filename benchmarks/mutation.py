@@ -191,7 +191,7 @@ def _run_tests(copy: Path, tests: list[str], timeout: float) -> bool:
     return done.returncode == 0
 
 
-def _scratch_copy() -> Path:
+def scratch_copy() -> Path:
     copy = Path(tempfile.mkdtemp(prefix="vlmface-mutants-")) / "repo"
     copy.mkdir()
     for name in COPIED:
@@ -205,7 +205,7 @@ def _scratch_copy() -> Path:
 
 
 def run(modules: list[str], per_module: int, seed: int, timeout: float) -> dict[str, tuple[int, int]]:
-    copy = _scratch_copy()
+    copy = scratch_copy()
     scores: dict[str, tuple[int, int]] = {}
     try:
         for module in modules:
