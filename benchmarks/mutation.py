@@ -43,7 +43,8 @@ _FLIP_TESTS = [f"tests/test_perturb_analysis.py::{name}" for name in (
 
 #: module -> the tests that exercise it (pytest arguments, relative to the repo root), fastest first
 TARGETS: dict[str, list[str]] = {
-    "vlmface/scoring/attributes.py": [*_INPUTS, *_METRICS],
+    "vlmface/scoring/attributes.py": ["tests/test_scoring_attributes.py", *_INPUTS, "tests/test_scoring_outputs.py",
+                                      *_METRICS],
     "vlmface/scoring/bootstrap.py": ["tests/test_scoring_bootstrap.py"],
     "vlmface/scoring/classification.py": [*_METRICS, *_FAIRNESS],
     "vlmface/scoring/compare.py": ["tests/test_scoring_compare.py"],
@@ -56,7 +57,7 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/outcomes.py": [*_METRICS, "tests/test_scoring_edges.py", "tests/test_error_policy.py",
                                     "tests/test_scoring_statuses.py"],
     "vlmface/scoring/score.py": ["tests/test_scoring_outputs.py", *_METRICS],
-    "vlmface/scoring/settings.py": ["tests/test_scoring_inputs.py", *_METRICS],
+    "vlmface/scoring/settings.py": ["tests/test_scoring_settings.py", "tests/test_scoring_inputs.py", *_METRICS],
     "vlmface/scoring/summary.py": ["tests/test_scoring_outputs.py", "tests/test_error_policy.py", *_FAIRNESS],
     "vlmface/scoring/tables.py": ["tests/test_scoring_outputs.py", "tests/test_scoring_index.py"],
     "vlmface/scoring/metrics/accuracy.py": [*_METRICS, "tests/test_error_policy.py"],
