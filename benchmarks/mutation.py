@@ -58,7 +58,7 @@ TARGETS: dict[str, list[str]] = {
                                     "tests/test_scoring_statuses.py"],
     "vlmface/scoring/score.py": ["tests/test_scoring_outputs.py", *_METRICS],
     "vlmface/scoring/settings.py": ["tests/test_scoring_settings.py", "tests/test_scoring_inputs.py", *_METRICS],
-    "vlmface/scoring/summary.py": ["tests/test_scoring_outputs.py", "tests/test_error_policy.py", *_FAIRNESS],
+    "vlmface/scoring/summary.py": ["tests/test_scoring_summary.py", "tests/test_scoring_outputs.py", "tests/test_error_policy.py", *_FAIRNESS],
     "vlmface/scoring/tables.py": ["tests/test_scoring_outputs.py", "tests/test_scoring_index.py"],
     "vlmface/scoring/metrics/accuracy.py": [*_METRICS, "tests/test_error_policy.py"],
     "vlmface/scoring/metrics/base.py": [*_METRICS, *_FAIRNESS],
