@@ -64,6 +64,10 @@ def test_categorical_difference_ratio_and_fisher_p_from_the_records(tmp_path):
         lo, hi = row["difference_ci"]
         assert lo <= row["difference"] <= hi
     assert reference["groups"]["Lost"]["n"] == 0 and reference["groups"]["Lost"]["p_value"] is None
+    # Solo's one answer is right, so each of its draws is 1 and each ratio draw is 1 / (a White draw) >= 1
+    solo = reference["groups"]["Solo"]
+    lo, hi = solo["ratio_ci"]
+    assert 1 <= lo <= solo["ratio"] <= hi and solo["ratio"] == pytest.approx(1 / np.mean(ref))
 
 
 def test_numeric_p_is_welch_on_the_answered_absolute_errors(tmp_path):
@@ -92,3 +96,6 @@ def test_numeric_p_is_welch_on_the_answered_absolute_errors(tmp_path):
     assert reference["groups"]["Pair"]["p_value"] == pytest.approx(
         stats.ttest_ind(errors["Pair"], errors["White"], equal_var=False).pvalue)  # 2 answered: tested
     assert reference["groups"]["Single"]["p_value"] is None  # 1 answered: no variance
+    against_pair = _reference(tmp_path / "pair", records, run_json("age", "numeric", (), ("race",)), group="Pair")
+    assert against_pair["groups"]["Black"]["p_value"] == pytest.approx(  # a reference of 2 answered: tested
+        stats.ttest_ind(errors["Black"], errors["Pair"], equal_var=False).pvalue)
