@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -155,3 +157,96 @@ def test_compare_cli_takes_three_runs(tmp_path, capsys):
     assert out.count(" vs R") == 3 * 3  # 3 pairs in the pairwise and the two flip tables
     assert main(["compare", str(dirs[0]), str(dirs[1]), "--json", "--n-boot", "50"]) == 0
     assert '"agreement": 0.75' in capsys.readouterr().out
+
+
+# ----- mutation-test survivors (docs/mutation-testing.md): exact numbers and exact tables -----
+
+def test_flips_by_group_count_paired_items_only_per_group(tmp_path):
+    # race A: s0..s4 paired (s1 flips), race B: s5 paired (no flip); race C only in A's unpaired s6
+    races = ["A"] * 5 + ["B", "C"]
+    answers_a = ["happy"] * 7
+    answers_b = ["happy", "sad", "happy", "happy", "happy", "happy"]
+    dirs = []
+    for name, answers in (("a", answers_a), ("b", answers_b)):
+        records = [record(f"s{i}", "emotion", label, "happy", race=races[i]) for i, label in enumerate(answers)]
+        dirs.append(write_run(tmp_path / name, records, run_json(labels=LABELS, group_columns=("race",))))
+    r = compare_runs(*dirs, n_boot=50)["attributes"]["emotion"]
+    assert (r["n_paired"], r["n_unpaired_a"], r["n_flips"]) == (6, 1, 1)
+    assert r["flips_by_group"] == {"race": {"A": {"n": 5, "flip_rate": pytest.approx(0.2)},
+                                            "B": {"n": 1, "flip_rate": 0.0}}}
+
+
+def test_prob_diff_counts_each_item_with_probabilities_in_both_runs_once(tmp_path):
+    from vlmface.scoring.compare import compare_many
+
+    r12 = compare_many(_three_runs(tmp_path), n_boot=50)["pairs"][0]["attributes"]["emotion"]
+    assert r12["prob_diff"]["n_items"] == 8
+
+
+def test_an_attribute_only_one_run_scored_is_skipped_not_refused(tmp_path):
+    from vlmface.scoring.compare import compare_many
+
+    right = np.ones(6, dtype=bool)
+    a = run_with(tmp_path, "a", right)
+    b = run_with(tmp_path, "b", right)
+    extra = [record(f"s{i}", "age", 30.0 + i, 31.0, race="A", gender="F") for i in range(6)]
+    with (b / "predictions.jsonl").open("a") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in extra)
+    for runs in ([a, b], [b, a]):
+        pair = compare_many(runs, n_boot=50)["pairs"][0]
+        assert pair["skipped"] == {"age": "scored in only one of the runs"}
+        assert pair["attributes"]["emotion"]["n_paired"] == 6
+
+
+def test_the_summary_score_counts_a_refusal_as_wrong(tmp_path):
+    from vlmface.scoring.compare import compare_many
+
+    rows = compare_many(_three_runs(tmp_path), n_boot=50)["runs"]
+    assert [row["score"]["emotion"] for row in rows] == [0.75, 0.5, 0.625]  # R3 refused s0: 5 / 8, not 5 / 7
+
+
+def test_format_many_tables_cell_by_cell(tmp_path):
+    from vlmface.scoring.compare import compare_many
+    from vlmface.scoring.compare_tables import format_many
+
+    result = compare_many(_three_runs(tmp_path), n_boot=200)
+    lines = format_many(result).splitlines()
+    paths = [run["run"] for run in result["runs"]]
+    assert lines[2] == ("| run | model | backend | mode | dtype | choice_score | emotion | s/sample | cost USD "
+                        "| path |")
+    assert lines[4:7] == [f"| R1 | m-r1 | hf | choice | float32 | sum | 0.750 | 0.5000 |  | {paths[0]} |",
+                          f"| R2 | m-r2 | vllm | choice | float32 | sum | 0.500 | 0.0100 |  | {paths[1]} |",
+                          f"| R3 | m-r3 | vllm | constrained | bfloat16 |  | 0.625 | 0.0200 |  | {paths[2]} |"]
+    start = lines.index("## emotion: pairwise")
+    assert lines[start + 2] == ("| pair | n | agreement | accuracy A | accuracy B | B - A [CI] | McNemar p "
+                                "| max |dp| | mean |dp| |")
+    rows = []
+    for pair, name in zip(result["pairs"], ("R1 vs R2", "R1 vs R3", "R2 vs R3")):
+        r = pair["attributes"]["emotion"]
+        lo, hi = r["difference_ci"]
+        dp = (f"{r['prob_diff']['max']:.4f} | {r['prob_diff']['mean']:.4f}" if r["prob_diff"] else " | ")
+        rows.append(f"| {name} | 8 | {r['agreement']:.3f} | {r['accuracy_a']:.3f} | {r['accuracy_b']:.3f} | "
+                    f"{r['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] | {r['mcnemar_p']:.3g} | {dp} |")
+    assert lines[start + 4:start + 7] == rows
+    assert rows[0].endswith("| 0.7000 | 0.1812 |") and "|  |  |" in rows[1]
+    race = lines.index("### emotion: flip rate by race")
+    assert lines[race + 2:race + 7] == ["| pair | A | B |", "|---|---|---|", "| R1 vs R2 | 0.250 (n=4) | 0.250 (n=4) |",
+                                        "| R1 vs R3 | 0.250 (n=4) | 0.000 (n=4) |",
+                                        "| R2 vs R3 | 0.500 (n=4) | 0.250 (n=4) |"]
+
+
+def test_format_many_names_cs5_for_a_numeric_attribute(tmp_path):
+    from vlmface.scoring.compare import compare_many
+    from vlmface.scoring.compare_tables import format_many
+
+    dirs = []
+    for name, shift in (("a", 2.0), ("b", 9.0)):
+        records = [record(f"s{i}", "age", 30.0 + i + shift * (i % 2), 30.0 + i, race="A") for i in range(6)]
+        dirs.append(write_run(tmp_path / name, records, run_json("age", "numeric", (), ("race",))))
+    result = compare_many(dirs, n_boot=50)
+    lines = format_many(result).splitlines()
+    assert lines[2].startswith("| run | model | backend | mode | dtype | choice_score | age (cs5) | s/sample")
+    assert "| R1 | fake |  |  |  |  | 1.000 |  |  |" in lines[4] and "| 0.500 |" in lines[5]
+    start = lines.index("## age: pairwise")
+    assert lines[start + 2].startswith("| pair | n | agreement | cs5 A | cs5 B | B - A [CI] |")
+    assert lines[start + 4].startswith("| R1 vs R2 | 6 | 0.500 | 1.000 | 0.500 | -0.500 [")
