@@ -129,3 +129,16 @@ def test_same_image_under_two_ids_is_counted_once(folder):
     data = load_samples(task, None, manifest)
     assert [s.id for s in data.samples] == ["a", "c"]  # manifest order kept; the first id (sorted) wins
     assert dict(data.skipped)["b"].startswith("same image file as sample 'a' (")
+
+
+def test_one_image_reached_through_a_linked_folder_is_counted_once(folder, tmp_path):
+    """The same file by its own path and through a link to its folder (manifest rows): one sample;
+    the repeat check resolves folders as os.path.realpath does."""
+    happy = sorted((folder / "happy").glob("*.jpg"))
+    (folder / "alias").symlink_to(folder / "happy", target_is_directory=True)
+    rows = [("a", f"happy/{happy[0].name}", "happy"), ("b", f"alias/{happy[0].name}", "happy"),
+            ("c", f"alias/{happy[1].name}", "happy")]
+    task, manifest = _manifest(folder, rows)
+    data = load_samples(task, None, manifest)
+    assert [s.id for s in data.samples] == ["a", "c"]
+    assert dict(data.skipped)["b"].startswith("same image file as sample 'a' (")

