@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from vlmface.cli import main
 from vlmface.errors import SpecError, VlmfaceError
 from vlmface.predictions import read_records
 from vlmface.runner import EvalConfig, evaluate
@@ -50,9 +53,11 @@ def killed_and_resumed(utkface_dir, tmp_path_factory):
     process.wait()
     lines_at_kill = _line_count(predictions)
     assert 0 < lines_at_kill < 2000
-    rerun = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    return predictions.parent, lines_at_kill, rerun.stdout + rerun.stderr
+    output = io.StringIO()  # the same command again, in this process: it resumes the killed run
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = main(command[3:])
+    assert code == 0, output.getvalue()
+    return predictions.parent, lines_at_kill, output.getvalue()
 
 
 def test_the_rerun_takes_over_the_lock_of_the_killed_run(killed_and_resumed):
