@@ -26,7 +26,7 @@ psutil = pytest.importorskip("psutil")
 pytestmark = pytest.mark.xdist_group("ray")
 
 N_FACES = 320  # 20 batches of 16 over 2 actors: each answers several (equality needs no more faces)
-KILLED_RUN_FACES = 480  # a worker is killed after 200 lines (50 faces): most batches are still to come
+KILLED_RUN_FACES = 320  # a worker is killed after 200 lines (50 faces): most batches are still to come
 
 
 def _keyed(run_dir):
