@@ -57,9 +57,9 @@ test: $(INSTALLED)
 	@$(if $(CHROMIUM),true,echo "note: chromium not found, so the HTML report's browser tests are skipped;" \
 		"install it to run them (Debian/Ubuntu: sudo apt-get install -y chromium)")
 	@base=$$(mktemp -d -p "$(or $(TEST_TMP),$${TMPDIR:-/tmp})" vlmface-tests.XXXXXX) && \
-	echo "pytest -n $(TEST_WORKERS), temporary files in $$base" && \
+	trap 'rm -rf "$$base"' EXIT && echo "pytest -n $(TEST_WORKERS), temporary files in $$base" && \
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
-		--no-loadscope-reorder --basetemp="$$base"; status=$$?; rm -rf "$$base"; exit $$status
+		--no-loadscope-reorder --basetemp="$$base"
 
 bench:
 	$(PYTHON) benchmarks/score_bench.py

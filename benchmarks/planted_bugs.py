@@ -53,7 +53,7 @@ def plant_and_test(name: str, path: str, old: str, new: str, tests: list[str]) -
         (work / path).write_text(text.replace(old, new), encoding="utf-8")
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
                                 cwd=work, env={**os.environ, "PYTHONPATH": str(work)}, capture_output=True, text=True)
-        failed = [line.split(" ")[1] for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+        failed = [line.split(" ")[1] for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
         print(f"{name}: {'CAUGHT by ' + failed[0] if result.returncode and failed else 'MISSED'}", flush=True)
         return bool(result.returncode and failed)
     finally:

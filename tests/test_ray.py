@@ -83,7 +83,8 @@ def _ray_actors() -> list:
 def test_a_killed_ray_worker_loses_and_doubles_nothing(utkface_dir, tmp_path):
     predictions = tmp_path / "utkface" / "baseline" / "none" / "predictions.jsonl"
     command = [sys.executable, "-m", "vlmface.cli", "eval", "--task", "utkface", "--model", "baseline",
-               "--data-dir", str(utkface_dir), "--limit", str(KILLED_RUN_FACES), "--out", str(tmp_path), "--engine", "ray",
+               "--data-dir", str(utkface_dir), "--limit", str(KILLED_RUN_FACES), "--out", str(tmp_path),
+               "--engine", "ray",
                "--workers", "2", "--batch-size", "16", "--no-score", "--no-progress"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     killed = None

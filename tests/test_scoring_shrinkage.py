@@ -40,7 +40,8 @@ def test_intersection_cells_get_the_posterior_mean_under_the_recorded_prior(tmp_
     records.append(record("Solo-0", "emotion", "happy", "happy", race="Solo", gender="Female"))  # a cell of 1
     records += [record(f"Lost-{i}", "emotion", None, "happy", "error", race="Lost", gender="Male")
                 for i in range(2)]  # a cell of data errors only: n = 0
-    attr = score_run(write_run(tmp_path / "run", records, run_json()), n_boot=20, min_group_n=5)["attributes"]["emotion"]
+    metrics = score_run(write_run(tmp_path / "run", records, run_json()), n_boot=20, min_group_n=5)
+    attr = metrics["attributes"]["emotion"]
     a, b = attr["disparity"]["racexgender"]["shrinkage_prior"]
     cells = {value: row for value, row in attr["by_group"]["racexgender"].items() if row["n"] > 0}
     k = np.array([round(row["accuracy"] * row["n"]) for row in cells.values()])

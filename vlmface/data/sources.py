@@ -339,7 +339,7 @@ def load_samples(task: TaskSpec, source_name: str | None = None,
 
 def _real_path(path: Path, real_folders: dict[str, str]) -> str:
     """os.path.realpath(path), resolving each folder once: a file that is not a link is its
-    resolved folder + its name (10k files: 0.05 s instead of 0.7 s)."""
+    resolved folder + its name (listing 9,780 UTKFace faces: 0.60 s of CPU instead of 0.90 s)."""
     if os.path.islink(path):
         return os.path.realpath(path)
     folder, name = os.path.split(os.fspath(path))  # not abspath: ".." after a link is the link's parent
