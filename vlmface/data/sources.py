@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vlmface.data.labels import LabelMapper
 from vlmface.data.samples import IMAGE_SUFFIXES, DatasetImage, FileImage, Sample
@@ -52,7 +53,23 @@ class _Context:
 def relative_name(path: Path, root: Path) -> str:
     """A file's id: its path under `root`, with bytes that are not UTF-8 shown as \\xNN escapes
     (the file itself is still opened by its real name)."""
-    return os.fsencode(path.relative_to(root).as_posix()).decode("utf-8", "backslashreplace")
+    return _shown(path.relative_to(root).as_posix())
+
+
+def _shown(posix: str) -> str:
+    return posix if posix.isascii() else os.fsencode(posix).decode("utf-8", "backslashreplace")
+
+
+class _Listed(NamedTuple):
+    """An image file found under a folder: its path, its path under the folder (as Python names
+    it: bytes that are not UTF-8 as surrogates) and its size."""
+    path: Path
+    posix: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return _shown(self.posix)
 
 
 def _link_problem(path: Path, root: Path) -> str | None:
@@ -70,24 +87,37 @@ def _link_problem(path: Path, root: Path) -> str | None:
     return None
 
 
-def _image_files(root: Path, pattern: str, skipped: list[tuple[str, str]]) -> Iterator[Path]:
-    """Image files matching `pattern` under `root`; broken links and link loops go to `skipped`."""
-    for path in sorted(root.glob(pattern)):
-        if path.is_symlink():
+def _image_files(root: Path, pattern: str, skipped: list[tuple[str, str]]) -> Iterator[_Listed]:
+    """Image files matching `pattern` under `root`, in path order; broken links and link loops go
+    to `skipped`. One lstat per file (and a stat per link)."""
+    prefix = os.path.join(os.fspath(root), "")  # glob yields root + "/" + the path under it
+    for path in sorted(root.glob(pattern), key=lambda p: p.parts):  # Path order, compared once
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
             problem = _link_problem(path, root)
             if problem is not None:
                 if path.suffix.lower() in IMAGE_SUFFIXES or "folder" in problem:
                     skipped.append((relative_name(path, root), problem))
                 continue
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+        if stat.S_ISREG(info.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
+            text = os.fspath(path)
+            posix = text[len(prefix):] if os.sep == "/" and text.startswith(prefix) and prefix != "./" \
+                else path.relative_to(root).as_posix()
+            yield _Listed(path, posix, info.st_size)
 
 
-def _files_fingerprint(root: Path, files: list[Path]) -> str:
+def _files_fingerprint(files: list[_Listed]) -> str:
     """Over the names' bytes (any file name, UTF-8 or not) and the file sizes."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(os.fsencode(path.relative_to(root).as_posix()) + f"\0{path.stat().st_size}\n".encode())
+    for listed in files:
+        digest.update(os.fsencode(listed.posix) + f"\0{listed.size}\n".encode())
     return digest.hexdigest()
 
 
@@ -106,9 +136,9 @@ def load_image_folder(ctx: _Context) -> LoadedData:
     root = ctx.local_path()
     skipped: list[tuple[str, str]] = []
     files = list(_image_files(root, ctx.source.glob, skipped))
-    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(root, files), location=str(root))
-    for path in files:
-        sample_id = relative_name(path, root)
+    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(files), location=str(root))
+    for listed in files:
+        path, sample_id = listed.path, listed.name
         _build(ctx, sample_id, FileImage(path), {ctx.source.label_attribute: path.parent.name},
                {"file": sample_id}, data)
     return data
@@ -120,10 +150,10 @@ def load_filename_regex(ctx: _Context) -> LoadedData:
     pattern = re.compile(ctx.source.pattern)
     skipped: list[tuple[str, str]] = []
     files = list(_image_files(root, ctx.source.glob, skipped))
-    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(root, files), location=str(root))
+    data = LoadedData(samples=[], skipped=skipped, fingerprint=_files_fingerprint(files), location=str(root))
     attributes = {ctx.source.column_for(a): a for a in ctx.task.source_attributes}
-    for path in files:
-        sample_id = relative_name(path, root)
+    for listed in files:
+        path, sample_id = listed.path, listed.name
         match = pattern.fullmatch(path.name)
         if match is None:
             data.skipped.append((sample_id, f"file name does not match sources.{ctx.source_name}.pattern "
