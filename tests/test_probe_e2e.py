@@ -292,3 +292,19 @@ def test_a_model_without_an_embedding_space_or_an_unknown_task_is_refused_with_t
         probe("social-perception", "no-such-task", "baseline", out=tmp_path)
     with pytest.raises(SpecError, match="unknown probe"):
         probe("no-such-probe", "utkface", "baseline", out=tmp_path)
+
+
+def test_a_model_that_cannot_load_fails_before_the_data_is_read(tiny, tmp_path, monkeypatch):
+    """Every model is checked, and the first one loaded, before the faces are listed: a wrong
+    model name or missing weights is the error, not whatever the data would have said after."""
+    from vlmface.errors import BackendError
+    from vlmface.probes import run
+
+    listed = []
+    monkeypatch.setattr(run, "load_samples", lambda *a, **k: listed.append(a) or pytest.fail("data was read"))
+    missing = tmp_path / "no-weights-here"
+    with pytest.raises(BackendError, match=f"no such directory '{missing}'"):
+        probe("social-perception", "utkface", f"clip:local-dir:{missing}", data_dir=tmp_path / "no-faces", out=tmp_path)
+    with pytest.raises(BackendError, match="'baseline' .*probes need a dual encoder"):  # the second model: checked first too
+        probe("social-perception", "utkface", f"clip:local-dir:{tiny},baseline", data_dir=tmp_path, out=tmp_path)
+    assert listed == [] and not any(tmp_path.glob("*.csv"))

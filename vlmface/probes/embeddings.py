@@ -34,16 +34,30 @@ class ModelEmbeddings:
     digests: list[str | None] = field(default_factory=list)  # pixel sha256 of each decoded image
 
 
-def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str, Any]) -> ModelEmbeddings:
-    """Load `model` (registry alias or FAMILY:WEIGHTS), embed every sample's image and every text."""
-    from vlmface.registry import backend_class, create_backend, resolve_model
+def check_embedder(model: str):
+    """The registry entry of `model` (registry alias or FAMILY:WEIGHTS) if it is a dual encoder;
+    an unknown name or a model without a shared image-text space is refused (no weights load)."""
+    from vlmface.registry import backend_class, resolve_model
 
     entry = resolve_model(model)
-    cls = backend_class(entry.backend)
-    if not issubclass(cls, EmbeddingBackend):  # checked before any weights load
+    if not issubclass(backend_class(entry.backend), EmbeddingBackend):
         raise BackendError(f"model {model!r} ({entry.backend} backend) has no shared image-text embedding "
                            "space; probes need a dual encoder: a clip model (CLIP, SigLIP, SigLIP2)")
-    backend = create_backend(entry, {k: v for k, v in options.items() if v is not None})
+    return entry
+
+
+def open_embedder(model: str, options: dict[str, Any]) -> EmbeddingBackend:
+    """`model` loaded as an embedding backend (its weights: a missing checkpoint fails here)."""
+    from vlmface.registry import create_backend
+
+    return create_backend(check_embedder(model), {k: v for k, v in options.items() if v is not None})
+
+
+def embed(model: str, samples: list[Sample], texts: list[str], options: dict[str, Any],
+          backend: EmbeddingBackend | None = None) -> ModelEmbeddings:
+    """Embed every sample's image and every text with `model` (loaded here unless `backend` is
+    that model already open); the backend is closed at the end."""
+    backend = backend if backend is not None else open_embedder(model, options)
     try:
         started = time.perf_counter()
         images, errors, digests = _embed_images(backend, samples)

@@ -25,7 +25,7 @@ from vlmface.data import Sample, load_samples, stratified_limit
 from vlmface.errors import DataError, VlmfaceError
 from vlmface.probes import comparison as cmpw
 from vlmface.probes import outputs as io
-from vlmface.probes.embeddings import ModelEmbeddings, embed
+from vlmface.probes.embeddings import ModelEmbeddings, check_embedder, embed, open_embedder
 from vlmface.probes.method import ModelVectors, ProbeData, method_for
 from vlmface.probes.options import ProbeOptions
 from vlmface.probes.social import group_order
@@ -159,15 +159,24 @@ def probe(probe: str | Path, task: str | Path, models: str | list[str], options:
     model_names = _model_list(models)
     shown = cmpw.display_names(model_names, o.names)
     method.check_options(spec, o)
+    for name in model_names:  # every model known and a dual encoder before anything loads
+        check_embedder(name)
     source = o.source or settings.source
     out = o.out_dir
-    loaded = load_samples(task_spec, source, o.data_dir)
-    samples, excluded = _select(loaded.samples, task_spec, settings, o.limit, o.seed)
-    if o.perturbation is not None:
-        samples = o.perturbation.wrap(samples)
-    texts = method.texts(spec, task_spec, settings)
+    first = open_embedder(model_names[0], o.backend_options())  # missing weights fail before the data is read
+    clock.lap("first model")
+    try:
+        loaded = load_samples(task_spec, source, o.data_dir)
+        samples, excluded = _select(loaded.samples, task_spec, settings, o.limit, o.seed)
+        if o.perturbation is not None:
+            samples = o.perturbation.wrap(samples)
+        texts = method.texts(spec, task_spec, settings)
+    except BaseException:
+        first.close()
+        raise
     clock.lap("load")
-    embedded = [embed(m, samples, texts, o.backend_options()) for m in model_names]
+    embedded = [embed(m, samples, texts, o.backend_options(), first if i == 0 else None)
+                for i, m in enumerate(model_names)]
     used, failed = _usable(samples, embedded)
     if not used:
         raise DataError(f"no image could be embedded by every model; first error: {failed[0]}")
