@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
+from vlmface.multitest import holm as holm_adjusted
 from vlmface.probes.resample import mean_samples, two_sided_p
 from vlmface.probes.social import ALL, groupings
 from vlmface.scoring.bootstrap import percentile_ci, rng_for
@@ -99,13 +100,11 @@ def model_pairs(models: list[str]) -> list[tuple[int, int]]:
 
 def holm(p_values: pd.Series) -> np.ndarray:
     """Holm-adjusted p-values over every non-missing value (missing stay missing)."""
-    from statsmodels.stats.multitest import multipletests
-
     p = p_values.to_numpy(dtype=float)
     adjusted = np.full(p.shape, np.nan)
     valid = ~np.isnan(p)
     if valid.any():
-        adjusted[valid] = multipletests(p[valid], method="holm")[1]
+        adjusted[valid] = holm_adjusted(p[valid])
     return adjusted
 
 

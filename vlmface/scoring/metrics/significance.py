@@ -10,8 +10,9 @@ corrected for the number of tests the run prints.
   statistic under `n_boot` seeded reshuffles of correct/wrong across the items (each a
   multivariate hypergeometric draw of the correct counts given the group sizes), p =
   (1 + #(stat >= observed)) / (1 + reshuffles);
-- p_holm, p_bh: Holm and Benjamini-Hochberg adjustments (statsmodels multipletests "holm",
-  "fdr_bh") over every test of the run: every attribute x every group column and intersection.
+- p_holm, p_bh: Holm and Benjamini-Hochberg adjustments (`vlmface.multitest.holm`, which equals
+  statsmodels multipletests "holm", and multipletests "fdr_bh") over every test of the run: every
+  attribute x every group column and intersection.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from vlmface.multitest import holm
 from vlmface.scoring.bootstrap import rng_for
 from vlmface.scoring.metrics.base import GroupContext, MetricFamily, register
 
@@ -68,8 +70,7 @@ def adjust_run(metrics: dict[str, Any]) -> None:
     if not found:
         return
     p = np.array([t["p_value"] for t in found])
-    for method, key in (("holm", "p_holm"), ("fdr_bh", "p_bh")):
-        adjusted = multipletests(p, method=method)[1]
+    for key, adjusted in (("p_holm", holm(p)), ("p_bh", multipletests(p, method="fdr_bh")[1])):
         for t, value in zip(found, adjusted):
             t[key] = float(value)
     metrics.setdefault("scoring", {})["n_tests"] = len(found)
