@@ -60,7 +60,7 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/numeric.py": [*_METRICS, "tests/test_scoring_numeric.py"],
     "vlmface/scoring/outcomes.py": [*_METRICS, "tests/test_scoring_edges.py", "tests/test_error_policy.py",
                                     "tests/test_scoring_statuses.py"],
-    "vlmface/scoring/score.py": ["tests/test_scoring_reference.py", "tests/test_scoring_outputs.py", *_METRICS],
+    "vlmface/scoring/score.py": ["tests/test_scoring_score.py", "tests/test_scoring_reference.py", "tests/test_scoring_outputs.py", *_METRICS],
     "vlmface/scoring/settings.py": ["tests/test_scoring_settings.py", "tests/test_scoring_inputs.py", *_METRICS],
     "vlmface/scoring/summary.py": ["tests/test_scoring_summary.py", "tests/test_scoring_outputs.py",
                                    "tests/test_error_policy.py", *_FAIRNESS],
