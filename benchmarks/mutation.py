@@ -71,7 +71,7 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/metrics/base.py": ["tests/test_scoring_metric_base.py", *_METRICS, *_FAIRNESS],
     "vlmface/scoring/metrics/calibration.py": ["tests/test_scoring_calibration.py", "tests/test_calibration.py"],
     "vlmface/scoring/metrics/directional.py": ["tests/test_scoring_numeric.py", *_FAIRNESS],
-    "vlmface/scoring/metrics/rates.py": _FAIRNESS,
+    "vlmface/scoring/metrics/rates.py": ["tests/test_scoring_rates.py", *_FAIRNESS],
     "vlmface/scoring/metrics/reference.py": ["tests/test_scoring_reference.py", *_FAIRNESS],
     "vlmface/scoring/metrics/shrinkage.py": ["tests/test_scoring_shrinkage.py", *_FAIRNESS],
     "vlmface/scoring/metrics/signed_error.py": ["tests/test_scoring_numeric.py"],
