@@ -52,15 +52,15 @@ def test_a_non_answer_has_the_label_code_minus_one(tmp_path):
 
 
 def test_a_non_finite_probability_is_refused_naming_its_line(tmp_path):
-    """1e999 is valid JSON that reads as inf (no NaN/Infinity literal to catch on reading), so the
-    probability table refuses it, naming the file and the line (here the second)."""
+    """1e999 is valid JSON that reads as inf (no NaN/Infinity literal for the reader's hook to
+    note): it is refused all the same, naming the file, the line (here the second) and the sample."""
     records = [record("s0", "emotion", "happy", "happy", race="A"), record("s1", "emotion", "sad", "happy", race="B")]
     records[0]["probs"] = {"happy": 0.7, "sad": 0.3}
     records[1]["probs"] = {"happy": 0.25, "sad": 0.75}
     run = write_run(tmp_path / "run", records, run_json(labels=LABELS))
     path = run / "predictions.jsonl"
     path.write_text(path.read_text(encoding="utf-8").replace("0.75", "1e999"), encoding="utf-8")
-    with pytest.raises(PredictionsError, match=r"predictions.jsonl:2: sample 's1': a probability is not a finite"):
+    with pytest.raises(PredictionsError, match=r"predictions\.jsonl:2: .*'s1'.*finite number"):
         load_run(run)
 
 
