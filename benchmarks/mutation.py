@@ -218,15 +218,20 @@ def _print_mutant(mutant: Mutant) -> None:
 def _execute(copy: Path, config: Path, session: Path) -> dict[str, Mutant]:
     """`cosmic-ray exec`, printing each mutant as its result lands in the session database."""
     process, seen = _cosmic_ray(copy, "exec", str(config), str(session)), {}
-    while True:
-        finished = process.poll() is not None
-        for job, mutant in read_results(session).items():
-            if job not in seen:
-                seen[job] = mutant
-                _print_mutant(mutant)
-        if finished:
-            break
-        time.sleep(3)
+    try:
+        while True:
+            finished = process.poll() is not None
+            for job, mutant in read_results(session).items():
+                if job not in seen:
+                    seen[job] = mutant
+                    _print_mutant(mutant)
+            if finished:
+                break
+            time.sleep(3)
+    finally:  # interrupted: stop cosmic-ray before the scratch copy it mutates is deleted
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     if process.returncode:
         print(f"  cosmic-ray exec exited with {process.returncode}", flush=True)
     return seen
