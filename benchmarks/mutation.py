@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import os
 import random
@@ -304,9 +305,7 @@ def main() -> None:
                         help="only this module (repeatable; default: all of them)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per test run (default 300)")
     args = parser.parse_args()
-    try:
-        import cosmic_ray  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("cosmic_ray") is None:
         sys.exit('cosmic-ray is not installed: pip install -e ".[mutation]" (or make mutants)')
     scores = run(args.module or list(TARGETS), args.per_module, args.seed, args.timeout)
     print(f"\n{'module':<40} {'killed':>7}  share  incompetent  mutants  minutes")
