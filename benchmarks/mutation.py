@@ -1,24 +1,29 @@
 """Mutation testing of the modules whose mistakes change published numbers (`make mutants`, not CI).
 
-A small AST mutator (no extra dependency): each mutant changes ONE operator or constant in a
-function body (< <= > >= == != swapped, + - * / swapped, and/or swapped, `not` dropped,
-True/False swapped, an integer constant +1, a numeric 0/1 swapped), is written into a scratch copy
-of the repository, and that module's tests run there (`pytest -x`, timeout). A mutant is killed
-when the tests fail (or time out). Prints, per module, killed / run and the share killed, and lists
-the surviving mutants (file:line, the change) so a test can be written for the ones that matter.
+A driver around cosmic-ray (`pip install -e ".[mutation]"`, pinned to 8.7.0). Per module of
+`TARGETS`, inside a scratch copy of the repository (the faces linked as ../shared, where the tests
+look for them): write a cosmic-ray config (that module, its tests as the test command, a timeout,
+the local distributor), run the unmutated tests once (a module whose tests fail is refused),
+`cosmic-ray init` (every mutant of cosmic-ray's core operators), keep a seeded sample of N work
+items and mark the others skipped in the session database, `cosmic-ray exec`, then read the
+results back: each mutant (file:line, operator, killed / SURVIVED, the diff of each survivor) and
+the share killed. A timeout is a kill (cosmic-ray's rule); an incompetent or exception result is
+counted apart, never as a kill. Nothing is written into the working tree.
 
-    python benchmarks/mutation.py [--per-module 20] [--seed 0] [--module vlmface/parse.py] [--timeout 180]
+    python benchmarks/mutation.py [--per-module 20] [--seed 0] [--module vlmface/parse.py] [--timeout 300]
 
---per-module samples that many mutants per module (0: all of them; a full run takes hours on
-2 cores). Why not mutmut / cosmic-ray: see docs/mutation-testing.md.
+--per-module 0 runs every mutant (hours on 2 cores). Why cosmic-ray: docs/mutation-testing.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
+import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -39,7 +44,8 @@ _FLIP_TESTS = [f"tests/test_perturb_analysis.py::{name}" for name in (
     "test_mae_per_level_is_the_mean_absolute_error_of_the_answered_images",
     "test_paired_bootstrap_cis_cover_planted_drops_at_about_the_nominal_rate",
     "test_answered_accuracy_and_non_answer_rates_per_level_and_group",
-    "test_an_interaction_ci_that_touches_zero_does_not_exclude_it")]
+    "test_an_interaction_ci_that_touches_zero_does_not_exclude_it",
+    "test_a_group_without_images_is_small_and_in_no_interaction")]
 
 #: module -> the tests that exercise it (pytest arguments, relative to the repo root), fastest first
 TARGETS: dict[str, list[str]] = {
@@ -56,7 +62,8 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/numeric.py": [*_METRICS, "tests/test_scoring_numeric.py"],
     "vlmface/scoring/outcomes.py": [*_METRICS, "tests/test_scoring_edges.py", "tests/test_error_policy.py",
                                     "tests/test_scoring_statuses.py"],
-    "vlmface/scoring/score.py": ["tests/test_scoring_reference.py", "tests/test_scoring_outputs.py", *_METRICS],
+    "vlmface/scoring/score.py": ["tests/test_scoring_score.py", "tests/test_scoring_reference.py",
+                                 "tests/test_scoring_outputs.py", *_METRICS],
     "vlmface/scoring/settings.py": ["tests/test_scoring_settings.py", "tests/test_scoring_inputs.py", *_METRICS],
     "vlmface/scoring/summary.py": ["tests/test_scoring_summary.py", "tests/test_scoring_outputs.py",
                                    "tests/test_error_policy.py", *_FAIRNESS],
@@ -66,7 +73,7 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/scoring/metrics/base.py": ["tests/test_scoring_metric_base.py", *_METRICS, *_FAIRNESS],
     "vlmface/scoring/metrics/calibration.py": ["tests/test_scoring_calibration.py", "tests/test_calibration.py"],
     "vlmface/scoring/metrics/directional.py": ["tests/test_scoring_numeric.py", *_FAIRNESS],
-    "vlmface/scoring/metrics/rates.py": _FAIRNESS,
+    "vlmface/scoring/metrics/rates.py": ["tests/test_scoring_rates.py", *_FAIRNESS],
     "vlmface/scoring/metrics/reference.py": ["tests/test_scoring_reference.py", *_FAIRNESS],
     "vlmface/scoring/metrics/shrinkage.py": ["tests/test_scoring_shrinkage.py", *_FAIRNESS],
     "vlmface/scoring/metrics/signed_error.py": ["tests/test_scoring_numeric.py"],
@@ -77,121 +84,194 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/perturb/stats.py": _FLIP_TESTS,
 }
 
-SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-         ast.NotEq: ast.Eq, ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
-         ast.And: ast.Or, ast.Or: ast.And, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn,
-         ast.NotIn: ast.In, ast.FloorDiv: ast.Mult, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd}
+#: cosmic-ray runs the tests with this environment (and PYTHONPATH = the scratch copy)
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+_NOT_SAMPLED = "not in the sample"
 
 
 @dataclass(frozen=True)
 class Mutant:
-    module: str
-    index: int  # the index-th mutation site of the module
-    line: int
-    change: str
+    """One sampled mutant and its verdict: killed, timeout (a kill), SURVIVED or incompetent."""
+
+    where: str  # file:line
+    operator: str
+    verdict: str
+    diff: str
 
 
-class _Sites(ast.NodeTransformer):
-    """Walks function bodies; numbers every mutation site and applies the `target`-th one."""
-
-    def __init__(self, target: int | None = None):
-        self.target, self.count, self.found = target, 0, []
-        self.depth = 0
-
-    def _site(self, node: ast.AST, change: str) -> bool:
-        index = self.count
-        self.count += 1
-        self.found.append((index, getattr(node, "lineno", 0), change))
-        return index == self.target
-
-    def visit_FunctionDef(self, node):
-        node.decorator_list = [self.visit(d) for d in node.decorator_list]
-        self.depth += 1
-        node.body = [self.visit(stmt) for stmt in node.body]
-        self.depth -= 1
-        return node
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_Expr(self, node):  # docstrings and bare strings: nothing to mutate
-        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            return node
-        return self.generic_visit(node)
-
-    def visit_AnnAssign(self, node):
-        if node.value is not None:
-            node.value = self.visit(node.value)
-        return node
-
-    def _swap(self, node, attr: str):
-        self.generic_visit(node)
-        if self.depth == 0:
-            return node
-        ops = getattr(node, attr)
-        items = ops if isinstance(ops, list) else [ops]
-        for i, op in enumerate(items):
-            new = SWAPS.get(type(op))
-            if new and self._site(node, f"{type(op).__name__} -> {new.__name__}"):
-                if isinstance(ops, list):
-                    ops[i] = new()
-                else:
-                    setattr(node, attr, new())
-        return node
-
-    def visit_Compare(self, node):
-        return self._swap(node, "ops")
-
-    def visit_BinOp(self, node):
-        return self._swap(node, "op")
-
-    def visit_BoolOp(self, node):
-        return self._swap(node, "op")
-
-    def visit_AugAssign(self, node):
-        return self._swap(node, "op")
-
-    def visit_UnaryOp(self, node):
-        self.generic_visit(node)
-        if self.depth and isinstance(node.op, ast.Not) and self._site(node, "not x -> x"):
-            return node.operand
-        return node
-
-    def visit_Constant(self, node):
-        if not self.depth or isinstance(node.value, str) or node.value is None:
-            return node
-        if isinstance(node.value, bool):
-            if self._site(node, f"{node.value} -> {not node.value}"):
-                return ast.copy_location(ast.Constant(not node.value), node)
-        elif isinstance(node.value, int):
-            if self._site(node, f"{node.value} -> {node.value + 1}"):
-                return ast.copy_location(ast.Constant(node.value + 1), node)
-        elif isinstance(node.value, float) and node.value in (0.0, 1.0):
-            if self._site(node, f"{node.value} -> {1.0 - node.value}"):
-                return ast.copy_location(ast.Constant(1.0 - node.value), node)
-        return node
+def _test_command(tests: list[str]) -> str:
+    return shlex.join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests])
 
 
-def mutants_of(module: str, root: Path = ROOT) -> list[Mutant]:
-    sites = _Sites()
-    sites.visit(ast.parse((root / module).read_text(encoding="utf-8")))
-    return [Mutant(module, index, line, change) for index, line, change in sites.found]
+def _env(copy: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1", **OFFLINE}
 
 
-def mutated_source(mutant: Mutant, original: str) -> str:
-    tree = _Sites(mutant.index).visit(ast.parse(original))
-    return ast.unparse(ast.fix_missing_locations(tree))
+def write_config(path: Path, module: str, tests: list[str], timeout: float) -> None:
+    """The cosmic-ray session config of one module (TOML; JSON strings are valid TOML strings)."""
+    path.write_text("\n".join([
+        "[cosmic-ray]", f"module-path = {json.dumps(module)}", f"timeout = {float(timeout)}",
+        "excluded-modules = []", f"test-command = {json.dumps(_test_command(tests))}", "",
+        "[cosmic-ray.distributor]", 'name = "local"', ""]), encoding="utf-8")
 
 
-def _run_tests(copy: Path, tests: list[str], timeout: float) -> bool:
-    """True when the tests pass in `copy`."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
+def _unmutated_failure(copy: Path, tests: list[str], timeout: float) -> str | None:
+    """None when the module's tests pass on the unmutated copy; else why not (the output's tail)."""
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                              cwd=copy, env=env, capture_output=True, timeout=timeout)
+        done = subprocess.run(shlex.split(_test_command(tests)), cwd=copy, env=_env(copy), capture_output=True,
+                              text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
+        return f"they ran past --timeout {timeout:.0f} s"
+    return None if done.returncode == 0 else "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+
+
+def _cosmic_ray(copy: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cosmic_ray.cli", *args], cwd=copy, env=_env(copy))
+
+
+def _site(item) -> tuple:
+    mutation = item.mutations[0]
+    return (mutation.start_pos, mutation.end_pos, mutation.operator_name, mutation.occurrence)
+
+
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) of every annotation, when the module never evaluates them (PEP 563).
+
+    Under `from __future__ import annotations` an annotation is a string nobody reads here (no
+    pydantic or get_type_hints in these modules), so a mutant inside one (`float | None` ->
+    `float ^ None`, 11 of them per `|`) is equivalent by construction; it is left out before sampling."""
+    tree = ast.parse(source)
+    if not any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+               and any(alias.name == "annotations" for alias in node.names) for node in tree.body):
+        return []
+    annotations = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args
+            annotations += [arg.annotation for arg in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                                                       arguments.vararg, arguments.kwarg) if arg and arg.annotation]
+            annotations += [node.returns] if node.returns else []
+        elif isinstance(node, ast.AnnAssign):
+            annotations.append(node.annotation)
+    return [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in annotations]
+
+
+def keep_sample(session: Path, source: str, per_module: int, seed: int) -> tuple[int, int]:
+    """Marks skipped every work item in an annotation or outside a seeded sample of `per_module`.
+
+    The items are ordered by what they mutate (position, operator), not by their random job ids,
+    so the same seed picks the same mutants of the same source. Returns (items, in annotations)."""
+    from cosmic_ray.work_db import use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    spans = annotation_spans(source)
+
+    def in_annotation(item) -> bool:
+        mutation = item.mutations[0]
+        return any(start <= mutation.start_pos and mutation.end_pos <= end for start, end in spans)
+
+    with use_db(str(session)) as db:
+        items = sorted(db.work_items, key=_site)
+        typed = [item for item in items if in_annotation(item)]
+        candidates = [item for item in items if not in_annotation(item)]
+        chosen = random.Random(seed).sample(candidates, per_module) if 0 < per_module < len(candidates) \
+            else candidates
+        keep = {item.job_id for item in chosen}
+        for reason, group in (("in an annotation", typed), (_NOT_SAMPLED, candidates)):
+            db.set_multiple_results([item.job_id for item in group if item.job_id not in keep],
+                                    WorkResult(output=reason, worker_outcome=WorkerOutcome.SKIPPED))
+    return len(items), len(typed)
+
+
+def _verdict(result) -> str:
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    if result.worker_outcome != WorkerOutcome.NORMAL or result.test_outcome == TestOutcome.INCOMPETENT:
+        return f"incompetent ({result.worker_outcome.value})"
+    if result.test_outcome == TestOutcome.KILLED:
+        return "killed (timeout)" if result.output == "timeout" else "killed"
+    return "SURVIVED"
+
+
+def read_results(session: Path) -> dict[str, Mutant]:
+    """job id -> Mutant, for every sampled item cosmic-ray has finished so far."""
+    from sqlalchemy.exc import OperationalError
+
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome
+
+    try:
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            done = db.completed_work_items
+    except OperationalError:  # cosmic-ray is writing a result this instant: read again at the next poll
+        return {}
+    return {item.job_id: Mutant(f"{item.mutations[0].module_path}:{item.mutations[0].start_pos[0]}",
+                                item.mutations[0].operator_name, _verdict(result), result.diff or "")
+            for item, result in done if result.worker_outcome != WorkerOutcome.SKIPPED}
+
+
+def _print_mutant(mutant: Mutant) -> None:
+    print(f"  {mutant.where} {mutant.operator}: {mutant.verdict}", flush=True)
+    if mutant.verdict == "SURVIVED":
+        print("\n".join("      " + line for line in mutant.diff.splitlines()), flush=True)
+
+
+def _execute(copy: Path, config: Path, session: Path) -> dict[str, Mutant]:
+    """`cosmic-ray exec`, printing each mutant as its result lands in the session database."""
+    process, seen = _cosmic_ray(copy, "exec", str(config), str(session)), {}
+    try:
+        while True:
+            finished = process.poll() is not None
+            for job, mutant in read_results(session).items():
+                if job not in seen:
+                    seen[job] = mutant
+                    _print_mutant(mutant)
+            if finished:
+                break
+            time.sleep(3)
+    finally:  # interrupted: stop cosmic-ray before the scratch copy it mutates is deleted
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode:
+        print(f"  cosmic-ray exec exited with {process.returncode}", flush=True)
+    return seen
+
+
+@dataclass(frozen=True)
+class Score:
+    killed: int  # timeouts included
+    run: int  # killed + survived; incompetent mutants are not in it
+    incompetent: int
+    mutants: int  # every mutant cosmic-ray made of the module, outside annotations
+    minutes: float
+
+
+def mutate_module(copy: Path, module: str, per_module: int, seed: int, timeout: float) -> Score | None:
+    """One module's session in the scratch copy; None when its unmutated tests fail."""
+    started, tests = time.perf_counter(), TARGETS[module]
+    failure = _unmutated_failure(copy, tests, timeout)
+    if failure is not None:
+        print(f"{module}: refused, its tests fail without a mutant; fix them first:\n{failure}", flush=True)
+        return None
+    sessions = copy.parent / "sessions"  # beside the copy, never inside the working tree
+    sessions.mkdir(exist_ok=True)
+    stem = module.replace("/", "__")
+    config, session = sessions / f"{stem}.toml", sessions / f"{stem}.sqlite"
+    write_config(config, module, tests, timeout)
+    if _cosmic_ray(copy, "init", str(config), str(session)).wait():
+        print(f"{module}: cosmic-ray init failed", flush=True)
+        return None
+    total, typed = keep_sample(session, (copy / module).read_text(encoding="utf-8"), per_module, seed)
+    verdicts = [mutant.verdict for mutant in _execute(copy, config, session).values()]
+    killed = sum(verdict.startswith("killed") for verdict in verdicts)
+    incompetent = sum(verdict.startswith("incompetent") for verdict in verdicts)
+    score = Score(killed, len(verdicts) - incompetent, incompetent, total - typed,
+                  (time.perf_counter() - started) / 60)
+    print(f"{module}: {killed}/{score.run} killed ({100 * killed / max(score.run, 1):.0f}%) of {score.mutants} "
+          f"mutants ({typed} more in annotations left out), {incompetent} incompetent (not counted), "
+          f"{score.minutes:.1f} min", flush=True)
+    return score
 
 
 def scratch_copy() -> Path:
@@ -207,40 +287,17 @@ def scratch_copy() -> Path:
     return copy
 
 
-def run(modules: list[str], per_module: int, seed: int, timeout: float) -> dict[str, tuple[int, int]]:
-    copy = scratch_copy()
-    scores: dict[str, tuple[int, int]] = {}
+def run(modules: list[str], per_module: int, seed: int, timeout: float) -> dict[str, Score | None]:
+    copy = scratch_copy()  # a snapshot: edits to the working tree meanwhile do not leak in
     try:
-        for module in modules:
-            tests = TARGETS[module]
-            original = (copy / module).read_text(encoding="utf-8")  # the snapshot: edits to the tree meanwhile do not leak in
-            if not _run_tests(copy, tests, timeout):
-                print(f"{module}: its tests fail without a mutant; fix them first", flush=True)
-                continue
-            every = mutants_of(module, copy)
-            chosen = sorted(random.Random(seed).sample(every, per_module), key=lambda m: m.index) \
-                if 0 < per_module < len(every) else every
-            killed, survivors = 0, []
-            for mutant in chosen:
-                (copy / module).write_text(mutated_source(mutant, original), encoding="utf-8")
-                started = time.perf_counter()
-                dead = not _run_tests(copy, tests, timeout)
-                killed += dead
-                print(f"  {module}:{mutant.line} {mutant.change}: {'killed' if dead else 'SURVIVED'} "
-                      f"({time.perf_counter() - started:.0f} s)", flush=True)
-                if not dead:
-                    survivors.append(mutant)
-                (copy / module).write_text(original, encoding="utf-8")
-            scores[module] = (killed, len(chosen))
-            print(f"{module}: {killed}/{len(chosen)} killed ({100 * killed / max(len(chosen), 1):.0f}%) "
-                  f"of {len(every)} mutation sites", flush=True)
+        return {module: mutate_module(copy, module, per_module, seed, timeout) for module in modules}
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)
-    return scores
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Mutation testing of scoring/, predictions, parse, perturb stats")
+    parser = argparse.ArgumentParser(description="Mutation testing (cosmic-ray) of scoring/, predictions, parse, "
+                                                 "perturb stats")
     parser.add_argument("--per-module", type=int, default=20,
                         help="mutants sampled per module, 0 for all (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
@@ -248,10 +305,16 @@ def main() -> None:
                         help="only this module (repeatable; default: all of them)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per test run (default 300)")
     args = parser.parse_args()
+    if importlib.util.find_spec("cosmic_ray") is None:
+        sys.exit('cosmic-ray is not installed: pip install -e ".[mutation]" (or make mutants)')
     scores = run(args.module or list(TARGETS), args.per_module, args.seed, args.timeout)
-    print("\nmodule                                 killed   share")
-    for module, (killed, total) in scores.items():
-        print(f"{module:<38} {killed:>3}/{total:<3}  {100 * killed / max(total, 1):5.0f}%")
+    print(f"\n{'module':<40} {'killed':>7}  share  incompetent  mutants  minutes")
+    for module, score in scores.items():
+        if score is None:
+            print(f"{module:<40} refused (its tests fail unmutated) or init failed")
+        else:
+            print(f"{module:<40} {score.killed:>3}/{score.run:<3} {100 * score.killed / max(score.run, 1):5.0f}%"
+                  f"  {score.incompetent:>11}  {score.mutants:>7}  {score.minutes:7.1f}")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,10 @@ def test_normalize():
     (AGE5, '{"ages": "40-59", "first_guess": "20-39"}', "40-59"),
     # a single-field object whose field is not named after the attribute: its one value
     (GENDER, '{"male_or_female": "female"}', "Female"),
+    # a field under another name the vocabulary gives (faces: gender ~ sex), beside another field
+    (GENDER, '{"sex": "female", "ethnicity": "Black", "note": "a man is in the background"}', "Female"),
+    # a field holding a list of one value: that value
+    (GENDER, '{"gender": ["Male"], "note": "a woman is in the background"}', "Male"),
 ])
 def test_json_answers_are_read_by_field(question, text, label):
     answer = parse_answer(text, question)
@@ -214,3 +218,32 @@ def test_a_json_answer_up_to_its_size_bound_is_read_by_field():
     assert (at_bound.status, at_bound.label) == (OK, "Male")
     beyond = parse_answer(answer(20_002), GENDER)
     assert beyond.status == INVALID and beyond.extra["parse"].startswith("ambiguous")
+
+
+# without a vocabulary (a task spec that declares none): only the labels' own spellings
+BARE_RACE = base.Question("race6", "categorical", ("White", "Black", "Latino_Hispanic"),
+                          display={"Latino_Hispanic": "Latino or Hispanic"})
+BARE_RACE5 = base.Question("race5", "categorical", ("White", "Black", "Asian", "Indian", "Others"))
+
+
+@pytest.mark.parametrize("question,text,label", [
+    (BARE_RACE, "Hispanic", "Latino_Hispanic"),  # "Latino or Hispanic": either word alone
+    (BARE_RACE, "The person looks Latino.", "Latino_Hispanic"),
+    (BARE_RACE5, "other", "Others"),  # a plural label name read in the singular
+    (BARE_RACE, '{"race": "Black", "age": 30}', "Black"),
+    (BARE_RACE, '{"ethnicity": "Black", "first_guess": "White"}', None),  # no field alias without a vocabulary
+])
+def test_answers_without_a_vocabulary(question, text, label):
+    answer = parse_answer(text, question)
+    assert (answer.status, answer.label) == (("ok", label) if label else ("invalid", None)), answer.extra
+
+
+def test_the_cached_matcher_cannot_be_changed():
+    """One matcher per question is cached and shared by every answer of the run (lru_cache), so it is frozen."""
+    import dataclasses
+
+    from vlmface.parse import _Matcher
+
+    matcher = _Matcher((("white", "White"),))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        matcher.forms = ()

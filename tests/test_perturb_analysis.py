@@ -247,3 +247,16 @@ def test_an_interaction_ci_that_touches_zero_does_not_exclude_it(drops_in):
     touching = pair["interaction_ci_lo"] if drops_in == "X" else pair["interaction_ci_hi"]
     assert touching == 0.0 and pair["interaction_ci_hi"] > pair["interaction_ci_lo"]
     assert pair["ci_excludes_zero"] is False
+
+
+def test_a_group_without_images_is_small_and_in_no_interaction():
+    """A group column's value whose images all fell out of the pairing (W) has n = 0: it is small
+    and in no interaction even with min_group_n 0; with min_group_n 3 the 2-image Z is small too."""
+    paired = _flips_differ_from_drops()
+    paired.groups = {"g": pd.Categorical(["X"] * 100 + ["Y"] * 98 + ["Z"] * 2, categories=["W", "X", "Y", "Z"])}
+    cases = ((0, {"W"}, {("X", "Y"), ("X", "Z"), ("Y", "Z")}), (3, {"W", "Z"}, {("X", "Y")}))
+    for min_group_n, small, compared in cases:
+        rows, pairs = analyze_paired(paired, ScoreSettings(n_boot=50, seed=5, min_group_n=min_group_n))
+        assert {r["group"] for r in rows if r["group_column"] == "g" and r["small"]} == small
+        assert {r["group"] for r in rows if r["group_column"] == "g"} == {"W", "X", "Y", "Z"}
+        assert {(p["group_a"], p["group_b"]) for p in pairs} == compared

@@ -116,3 +116,31 @@ def test_lines_are_utf8_text_and_refuse_non_finite_numbers(tmp_path):
     assert "café" in line and "Métis" in line and "\\u" not in line
     with pytest.raises(ValueError):
         Prediction(sample_id="a", attribute="age", label=float("nan"), status="ok", truth=3.0, groups={}).to_json()
+
+
+@pytest.mark.parametrize("truncate_fails", [False, True])
+def test_a_batch_that_cannot_be_synced_is_cut_off_and_named(tmp_path, monkeypatch, truncate_fails):
+    """Disk full at the fsync: the batch is cut off again (the file keeps the earlier whole lines)
+    and the error is an OutputError naming the file and the errno; if cutting it off fails too,
+    still that OutputError (the next writer drops a partial tail)."""
+    import errno
+
+    from vlmface.run_record import OutputError
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    path = tmp_path / "predictions.jsonl"
+    first = Prediction(sample_id="a", attribute="emotion", label="sad", status="ok", truth="sad", groups={})
+    with PredictionWriter(path) as writer:
+        writer.write_batch([first])
+        size = path.stat().st_size
+        monkeypatch.setattr(os, "fsync", full)
+        if truncate_fails:
+            monkeypatch.setattr(os, "ftruncate", lambda fd, length: full(fd))
+        with pytest.raises(OutputError, match=rf"cannot write {path}: ENOSPC \(No space left on device\)"):
+            writer.write_batch([Prediction(sample_id=s, attribute="emotion", label="fear", status="ok", truth="sad",
+                                           groups={}) for s in "bc"])
+    monkeypatch.undo()
+    if not truncate_fails:
+        assert path.stat().st_size == size and [r["sample_id"] for r in read_records(path)] == ["a"]

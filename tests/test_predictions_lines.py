@@ -69,3 +69,18 @@ def test_the_writer_drops_a_partial_first_line_of_a_single_byte(tmp_path):
     path.write_bytes(b"{")
     PredictionWriter(path)
     assert path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("probs, message", [
+    (["Male", "Female"], r"'probs' must be an object of label -> probability or null"),
+    ({"Male": True, "Female": False}, r"probs\['Male'\] is True"),
+    ({"Male": "0.9", "Female": 0.1}, r"probs\['Male'\] is '0.9'"),
+])
+def test_probabilities_that_are_not_numbers_by_label_are_refused_on_any_line(tmp_path, probs, message):
+    """The per-probability check runs on every line, not only on one with a NaN/Infinity literal:
+    before, a list was read as no probabilities (the attribute lost its calibration without a word)
+    and true as 1.0."""
+    lines = _lines_a_run_writes()
+    lines[0]["probs"] = probs
+    with pytest.raises(PredictionsError, match=r"predictions.jsonl:1: " + message):
+        read_records(_write(tmp_path / "predictions.jsonl", lines))

@@ -104,3 +104,12 @@ def test_a_perfect_and_a_worst_case_brier(tmp_path):
     assert (perfect["brier"], perfect["ece"]) == (0.0, 0.0)
     assert (worst["brier"], worst["ece"]) == (2.0, 1.0)
     assert perfect["reliability"] == {"confidence": [1.0], "accuracy": [1.0], "count": [12]}
+
+
+def test_a_group_of_exactly_min_cell_n_gets_its_calibration(tmp_path):
+    """min_cell_n is the smallest group that is calibrated: R's 7 answers with min_cell_n=7 get the
+    same numbers as sklearn's."""
+    records = _records()
+    run_dir = write_run(tmp_path / "run", records, run_json("emotion", labels=LABELS))
+    tiny = score_run(run_dir, n_boot=20, min_cell_n=7)["attributes"]["emotion"]["by_group"]["race"]["R"]
+    _check(tiny, [r for r in records if r["status"] == "ok" and r["groups"]["race"] == "R"])

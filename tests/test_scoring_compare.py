@@ -141,7 +141,8 @@ def test_compare_many_refuses_runs_on_different_samples_saying_how_many(tmp_path
     right = np.ones(10, dtype=bool)
     a = run_with(tmp_path, "a", right)
     b = run_with(tmp_path, "b", right, ids=[f"s{i}" for i in range(3, 13)])
-    with pytest.raises(PredictionsError, match="3 .*only in the first, 3 only in the second \\(7 shared\\)"):
+    counts = "samples: 3 \\(sample, attribute\\) items only in the first, 3 only in the second \\(7 shared\\)"
+    with pytest.raises(PredictionsError, match=counts):
         compare_many([a, b])
     assert compare_many([a, b], shared_only=True, n_boot=50)["pairs"][0]["attributes"]["emotion"]["n_paired"] == 7
     with pytest.raises(PredictionsError, match="at least two"):
@@ -250,3 +251,30 @@ def test_format_many_names_cs5_for_a_numeric_attribute(tmp_path):
     start = lines.index("## age: pairwise")
     assert lines[start + 2].startswith("| pair | n | agreement | cs5 A | cs5 B | B - A [CI] |")
     assert lines[start + 4].startswith("| R1 vs R2 | 6 | 0.500 | 1.000 | 0.500 | -0.500 [")
+
+
+def _pair(run_a: str, run_b: str, **attributes) -> dict:
+    return {"run_a": run_a, "run_b": run_b, "attributes": attributes, "skipped": {}}
+
+
+def test_flip_table_keeps_the_pairs_after_one_that_did_not_score_the_attribute():
+    """R2 did not score emotion, so the pair R1 vs R2 has no flips; R1 vs R3 and R2 vs R3 still get rows."""
+    from vlmface.scoring.compare_tables import flip_table
+
+    flips = {"flips_by_group": {"race": {"A": {"flip_rate": 0.25, "n": 4}, "B": {"flip_rate": 0.5, "n": 2}}}}
+    result = {"runs": [{"run": "r1"}, {"run": "r2"}, {"run": "r3"}],
+              "pairs": [_pair("r1", "r2"), _pair("r1", "r3", emotion=flips), _pair("r2", "r3", emotion=flips)]}
+    assert flip_table(result, "emotion", "race") == ["| pair | A | B |", "|---|---|---|",
+                                                     "| R1 vs R3 | 0.250 (n=4) | 0.500 (n=2) |",
+                                                     "| R2 vs R3 | 0.250 (n=4) | 0.500 (n=2) |"]
+
+
+def test_pair_table_leaves_out_a_ci_whose_bounds_are_null():
+    """A CI that could not be drawn is [null, null] in the result (as metrics.json writes NaN): the
+    difference is shown without brackets."""
+    from vlmface.scoring.compare_tables import pair_table
+
+    emotion = {"n_paired": 1, "agreement": 1.0, "accuracy_a": 1.0, "accuracy_b": 1.0, "difference": 0.0,
+               "difference_ci": [None, None], "mcnemar_p": 1.0, "prob_diff": None, "metric": "accuracy"}
+    result = {"runs": [{"run": "r1"}, {"run": "r2"}], "pairs": [_pair("r1", "r2", emotion=emotion)]}
+    assert pair_table(result, "emotion")[2] == "| R1 vs R2 | 1 | 1.000 | 1.000 | 1.000 | +0.000 | 1 |  |  |"

@@ -109,13 +109,14 @@ def test_the_accuracy_test_at_its_boundaries(tmp_path, per_group, method, statis
     assert (test["method"], test["statistic"], test["p_value"]) == (method, statistic, p_value)
 
 
-def test_a_permutation_p_value_is_never_zero_but_one_over_n_perm_plus_one():
+@pytest.mark.parametrize("n_perm", [2000, 999])  # n_perm is --n-boot: an odd count too (999 ^ 1 is 998)
+def test_a_permutation_p_value_is_never_zero_but_one_over_n_perm_plus_one(n_perm):
     """All 4 correct answers in the group of 4, none in the group of 30: expected counts below 5, so
     the permutation test runs; 1 in C(34, 4) = 46,376 shuffles ties the observed table, so with 2,000
-    shuffles (this seed) none does, and p is (1 + 0) / (1 + 2000) (Phipson & Smyth 2010), not 0."""
+    (or 999) shuffles (this seed) none does, and p is (1 + 0) / (1 + n_perm) (Phipson & Smyth 2010), not 0."""
     from vlmface.scoring.metrics.significance import accuracy_test
 
-    test = accuracy_test(np.array([4, 0]), np.array([4, 30]), n_perm=2000, rng=np.random.default_rng(0))
+    test = accuracy_test(np.array([4, 0]), np.array([4, 30]), n_perm=n_perm, rng=np.random.default_rng(0))
     assert test["method"] == "permutation chi-square"
     assert test["statistic"] == pytest.approx(34.0)  # Pearson chi-square of [[4, 0], [0, 30]]: N
-    assert test["p_value"] == 1 / 2001
+    assert test["p_value"] == 1 / (1 + n_perm)

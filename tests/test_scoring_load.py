@@ -4,9 +4,11 @@ right label whatever key order a line uses, and a null group value is in no grou
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scoring_fixtures import record, run_json, write_run
-from vlmface.scoring.load import OK, load_run
+from vlmface.errors import PredictionsError
+from vlmface.scoring.load import OK, UNIQUE_CHECK_FLOOR, load_run
 
 LABELS = ("happy", "sad", "fear")
 
@@ -36,3 +38,40 @@ def test_a_null_group_value_is_in_no_group(tmp_path):
     race = data.groups["race"]
     assert list(race.categories) == ["A", "B"]
     assert list(np.asarray(race.codes)) == [1, -1, 0, 1]  # s0..s3
+
+
+def test_a_non_answer_has_the_label_code_minus_one(tmp_path):
+    """AttributeData's contract: `pred` is -1 where status is not ok (perturb/paired.py reads
+    `pred >= 0` as an answer, so a non-answer coded 1 would read as the label 'sad')."""
+    records = [record("s0", "emotion", "sad", "sad", race="A"),
+               record("s1", "emotion", None, "sad", "invalid", race="A"),
+               record("s2", "emotion", None, "happy", "refused", race="B"),
+               record("s3", "emotion", "fear", "happy", race="B")]
+    data = load_run(write_run(tmp_path / "run", records, run_json(labels=LABELS))).attributes["emotion"]
+    assert list(data.pred) == [1, -1, -1, 2] and list(data.truth) == [1, 1, 0, 0]
+
+
+def test_a_non_finite_probability_is_refused_naming_its_line(tmp_path):
+    """1e999 is valid JSON that reads as inf (no NaN/Infinity literal for the reader's hook to
+    note): it is refused all the same, naming the file, the line (here the second) and the sample."""
+    records = [record("s0", "emotion", "happy", "happy", race="A"), record("s1", "emotion", "sad", "happy", race="B")]
+    records[0]["probs"] = {"happy": 0.7, "sad": 0.3}
+    records[1]["probs"] = {"happy": 0.25, "sad": 0.75}
+    run = write_run(tmp_path / "run", records, run_json(labels=LABELS))
+    path = run / "predictions.jsonl"
+    path.write_text(path.read_text(encoding="utf-8").replace("0.75", "1e999"), encoding="utf-8")
+    with pytest.raises(PredictionsError, match=r"predictions\.jsonl:2: .*'s1'.*finite number"):
+        load_run(run)
+
+
+@pytest.mark.parametrize("distinct, refused", [(UNIQUE_CHECK_FLOOR, False), (UNIQUE_CHECK_FLOOR + 1, True)])
+def test_the_near_unique_group_rule_applies_above_the_floor_only(tmp_path, distinct, refused):
+    """A group column with more distinct values than half the samples looks like an id, but only
+    above UNIQUE_CHECK_FLOOR values: 20 values over 30 faces is a small study's 20 groups."""
+    records = [record(f"s{i}", "emotion", "happy", "happy", race=f"r{i % distinct}") for i in range(30)]
+    run = write_run(tmp_path / "run", records, run_json(labels=LABELS, group_columns=("race",)))
+    if refused:
+        with pytest.raises(PredictionsError, match=f"group column 'race' has {distinct} distinct values"):
+            load_run(run)
+    else:
+        assert len(load_run(run).attributes["emotion"].groups["race"].categories) == distinct

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from scoring_fixtures import record, run_json, write_run
 from vlmface.scoring import score_run
-from vlmface.scoring.metrics.base import cell_note, headline_metric
+from vlmface.scoring.metrics.base import cell_note, headline_metric, min_cell_of
 
 LABELS = ("happy", "sad")
 
@@ -55,3 +55,13 @@ def test_a_cell_note_replaces_only_a_missing_value_of_a_small_cell():
     assert cell_note(None, 9, 10) == "n < 10"
     assert cell_note(None, 10, 10) is None  # large enough, but no value (e.g. no truth of that class)
     assert cell_note(0.25, 3, 10) == 0.25 and cell_note(0.0, 12, 10) == 0.0
+
+
+def test_min_cell_of_reads_the_min_cell_n_the_attribute_was_scored_with(tmp_path):
+    """The tables' "n < N" notes use the min_cell_n recorded in the disparity entries; an attribute
+    without any (no group column) falls back to the scorer's default, 10."""
+    records = _categorical({"A": 6, "B": 5})
+    metrics = score_run(write_run(tmp_path / "run", records, run_json(labels=LABELS, group_columns=("race",))),
+                        n_boot=20, min_cell_n=4)
+    assert min_cell_of(metrics["attributes"]["emotion"]) == 4
+    assert min_cell_of({"disparity": {}}) == 10 == min_cell_of({})

@@ -199,3 +199,18 @@ def test_a_group_of_exactly_min_cell_n_gets_its_directional_rates(tmp_path):
     assert groups["W"]["misclassified_rate"] == pytest.approx(0.3)
     assert groups["W"]["predicted_as"]["Female"] == {"Female": 0.7, "Male": 0.3, "<no answer>": 0.0}
     assert groups["V"]["misclassified_rate"] is None and groups["V"]["predicted_as"]["Female"] is None
+
+
+def test_the_overall_cis_are_the_draws_of_the_overall_generator(age):
+    """The overall CS@5 and MAE CIs are the bootstrap of one overall group with
+    rng_for(seed, attribute, "overall"), CS@5 drawn first: a rerun, or another version that keeps
+    the scheme, writes the same bits (an extra, empty group would shift the stream)."""
+    from vlmface.scoring.bootstrap import mean_samples, percentile_ci, proportion_samples, rng_for
+
+    frame, attr = age
+    answered = frame[frame["status"] == "ok"]
+    hits = np.array([(answered["error"].abs() <= 5).sum()])
+    rng = rng_for(0, "age", "overall")
+    cs5 = percentile_ci(proportion_samples(hits, np.array([len(frame)]), N_BOOT, rng), 0.95)[:, 0]
+    mae = percentile_ci(mean_samples(answered["error"].abs().to_numpy(dtype=float), N_BOOT, rng), 0.95)
+    assert attr["overall"]["cs5_ci"] == cs5.tolist() and attr["overall"]["mae_ci"] == mae.tolist()

@@ -66,3 +66,28 @@ def test_numeric_lines_show_mae_to_two_digits(metrics):
         d = attr["disparity"][col]
         assert line.startswith(_group_start(col, d, 2) + f"; aged up most {d['aged_up_most']}, "
                                f"down most {d['aged_down_most']}")
+
+
+def test_a_metrics_dict_without_its_scoring_block_reads_with_the_scorer_defaults(metrics):
+    """No "scoring" block (a hand-made or older metrics dict): non-answers were scored as wrong
+    (answered_only's default) and every disparity column is listed."""
+    bare = {key: value for key, value in metrics.items() if key != "scoring"}
+    lines = format_summary(bare).splitlines()
+    assert lines[1].endswith(": scored as wrong; answered-only " +
+                             f"{metrics['attributes']['emotion']['overall']['answered_accuracy']:.3f}")
+    assert [line.split(":")[0] for line in lines[2:5]] == ["  race", "  gender", "  racexgender"]
+
+
+def test_the_comparison_text_has_a_line_per_attribute_then_the_skipped_ones():
+    from vlmface.scoring import format_comparison
+
+    emotion = {"n_paired": 100, "n_unpaired_a": 3, "n_unpaired_b": 2, "n_excluded_error": 1, "metric": "accuracy",
+               "accuracy_a": 0.65, "accuracy_b": 0.75, "difference": 0.1, "difference_ci": [0.02, 0.18],
+               "mcnemar_p": 0.0414, "a_only_correct": 5, "b_only_correct": 15}
+    text = format_comparison({"run_a": "runs/a", "run_b": "runs/b", "attributes": {"emotion": emotion},
+                              "skipped": {"age": "scored by one run only"}})
+    assert text.splitlines() == [
+        "A: runs/a", "B: runs/b",
+        "emotion: 100 paired (3 only in A, 2 only in B, 1 with errors)  accuracy A 0.650, B 0.750, "
+        "B - A +0.100 [0.020, 0.180]  McNemar p=0.0414 (A only right 5, B only right 15)",
+        "age: skipped (scored by one run only)"]

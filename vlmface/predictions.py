@@ -66,6 +66,11 @@ def _check_numbers(record: dict[str, Any], where: str) -> None:
             raise PredictionsError(f"{where}: {key} is {record[key]!r} for sample {record['sample_id']!r}; "
                                    "a non-finite number cannot be scored: fix the line (or mark it status "
                                    "'invalid' with label null) and re-score")
+
+
+def _check_probs(record: dict[str, Any], where: str) -> None:
+    """On every line, not only those with a NaN/Infinity literal: a list, a text or a boolean would
+    otherwise be read as no probabilities (the attribute silently loses calibration) or as 1.0."""
     probs = record.get("probs")
     if probs is None:
         return
@@ -91,8 +96,8 @@ def _check_error_kind(record: dict[str, Any], where: str) -> None:
 
 
 class _NonFinite:
-    """json.loads hook: NaN / Infinity / -Infinity literals are noted (then checked in detail);
-    the common, all-finite line pays nothing for the check."""
+    """json.loads hook: NaN / Infinity / -Infinity literals are noted (then label and truth are
+    checked in detail); the common, all-finite line pays nothing for that check."""
 
     def __init__(self) -> None:
         self.seen = False
@@ -116,6 +121,7 @@ def _check_record(record: Any, where: str, nonfinite: bool = True) -> dict[str, 
         raise PredictionsError(f"{where}: missing truth for sample {record['sample_id']!r}")
     if nonfinite:
         _check_numbers(record, where)
+    _check_probs(record, where)
     if "error_kind" in record:
         _check_error_kind(record, where)
     if record["status"] == "ok" and record["label"] is None:
