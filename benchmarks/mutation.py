@@ -81,6 +81,7 @@ TARGETS: dict[str, list[str]] = {
     "vlmface/predictions.py": ["tests/test_predictions_lines.py", "tests/test_predictions_durability.py",
                                "tests/test_scoring_inputs.py", "tests/test_scoring_errors.py"],
     "vlmface/parse.py": ["tests/test_parse.py", "tests/test_vocabulary_coverage.py"],
+    "vlmface/multitest.py": ["tests/test_multitest.py", "tests/test_scoring_score.py"],
     "vlmface/perturb/stats.py": _FLIP_TESTS,
 }
 

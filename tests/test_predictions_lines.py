@@ -39,12 +39,23 @@ def test_non_answers_with_a_null_label_and_errors_with_a_kind_are_read_as_writte
     ({"status": "invalid", "error_kind": "answer"},
      r"predictions.jsonl:2: error_kind 'answer' on a line with status 'invalid'; only status 'error' lines"),
     ({"status": "error", "error_kind": "disk"}, r"predictions.jsonl:2: unknown error_kind 'disk'"),
+    ({"sample_id": None}, r"predictions.jsonl:2: sample_id is None; every line names its sample and attribute"),
+    ({"sample_id": ""}, r"predictions.jsonl:2: sample_id is ''; every line names"),
+    ({"sample_id": True}, r"predictions.jsonl:2: sample_id is True; every line names"),
+    ({"attribute": None}, r"predictions.jsonl:2: attribute is None; every line names"),
+    ({"attribute": ["gender"]}, r"predictions.jsonl:2: attribute is \['gender'\]; every line names"),
 ])
 def test_a_line_that_contradicts_itself_is_refused_naming_its_line(tmp_path, change, message):
     lines = _lines_a_run_writes()
     lines[1] = {**lines[1], **change}
     with pytest.raises(PredictionsError, match=message):
         read_records(_write(tmp_path / "predictions.jsonl", lines))
+
+
+def test_an_integer_sample_id_is_read_as_written(tmp_path):
+    lines = _lines_a_run_writes()
+    lines[0] = {**lines[0], "sample_id": 17}
+    assert read_records(_write(tmp_path / "predictions.jsonl", lines))[0]["sample_id"] == 17
 
 
 def test_only_a_last_line_cut_before_its_newline_is_tolerated(tmp_path):

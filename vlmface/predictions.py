@@ -114,6 +114,11 @@ def _check_record(record: Any, where: str, nonfinite: bool = True) -> dict[str, 
     if missing:
         raise PredictionsError(f"{where}: missing key(s) {', '.join(missing)}; every line needs "
                                f"{', '.join(REQUIRED_KEYS)}")
+    for key in ("sample_id", "attribute"):
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            raise PredictionsError(f"{where}: {key} is {value!r}; every line names its sample and attribute "
+                                   "(a non-empty text, or an integer sample id): fix the line and re-score")
     if record["status"] not in STATUSES:
         raise PredictionsError(f"{where}: unknown status {record['status']!r}; "
                                f"expected one of {', '.join(STATUSES)}")

@@ -24,13 +24,13 @@ def overall_numeric(data: AttributeData, out: Outcomes, settings: ScoreSettings)
     errors = out.abs_error[out.status == OK]
     cs5 = proportion_samples(table["n_correct"], table["n"], settings.n_boot, rng)
     mae = mean_samples(errors, settings.n_boot, rng)
-    result: dict[str, Any] = {
-        "n": int(table["n"][0]),
-        "n_answered": int(table["n_answered"][0]),
+    result: dict[str, Any] = {  # .item() / .ravel(): the one group that is the whole set
+        "n": int(table["n"].item()),
+        "n_answered": int(table["n_answered"].item()),
         "mae": float(errors.mean()) if errors.size else None,
         "mae_ci": percentile_ci(mae, settings.confidence).tolist(),
-        "cs5": float(ratio(table["n_correct"], table["n"])[0]),
-        "cs5_ci": percentile_ci(cs5, settings.confidence)[:, 0].tolist(),
+        "cs5": float(ratio(table["n_correct"], table["n"]).item()),
+        "cs5_ci": percentile_ci(cs5, settings.confidence).ravel().tolist(),
     }
     result.update(status_block(table))
     return result
