@@ -33,7 +33,7 @@ psutil = pytest.importorskip("psutil")
 # would share the 2 cores and ray.init() could find the other one
 pytestmark = pytest.mark.xdist_group("ray")
 
-N_FACES = 240  # 15 batches of 16 on the cluster's actor
+N_FACES = 120  # 8 batches of 16 on the cluster's actor
 RAY = str(Path(sys.executable).with_name("ray"))
 RAY_VARIABLES = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
