@@ -39,5 +39,6 @@ def test_holm_by_hand_and_in_the_order_given():
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert holm([]).shape == (0,)
-    with pytest.raises(ValueError, match="1-d"):
-        holm([[0.1, 0.2]])
+    for not_a_list in ([[0.1, 0.2]], 0.3):  # a table, a single number
+        with pytest.raises(ValueError, match="1-d"):
+            holm(not_a_list)

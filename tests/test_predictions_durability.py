@@ -144,3 +144,11 @@ def test_a_batch_that_cannot_be_synced_is_cut_off_and_named(tmp_path, monkeypatc
     monkeypatch.undo()
     if not truncate_fails:
         assert path.stat().st_size == size and [r["sample_id"] for r in read_records(path)] == ["a"]
+
+
+def test_the_writer_makes_the_folders_of_a_new_run(tmp_path):
+    path = tmp_path / "results" / "utkface" / "baseline" / "none" / "predictions.jsonl"
+    with PredictionWriter(path) as writer:
+        writer.write_batch([Prediction(sample_id="a", attribute="emotion", label="sad", status="ok", truth="sad",
+                                       groups={})])
+    assert [r["sample_id"] for r in read_records(path)] == ["a"]

@@ -107,7 +107,7 @@ class _NonFinite:
         return float(name)
 
 
-def _check_record(record: Any, where: str, nonfinite: bool = True) -> dict[str, Any]:
+def _check_record(record: Any, where: str, nonfinite: bool) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise PredictionsError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in record]
