@@ -67,7 +67,7 @@ bench:
 # Mutation testing (not CI): share of sampled mutants killed per module; see docs/mutation-testing.md.
 MUTANTS ?= 20
 mutants:
-	$(PYTHON) -m pip install -q "cosmic-ray==8.7.0"
+	$(PYTHON) -m pip install -q -e ".[mutation]"  # the cosmic-ray pin lives in pyproject.toml
 	$(PYTHON) benchmarks/mutation.py --per-module $(MUTANTS)
 
 # Issue 24's seven planted bugs, planted again one at a time in a scratch copy: each must fail its tests.

@@ -39,6 +39,10 @@ def test_holm_by_hand_and_in_the_order_given():
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert holm([]).shape == (0,)
+    # a missing p-value stays missing and is not counted: Holm over the other three
+    three = holm([0.03, 0.01, 0.02])
+    np.testing.assert_array_equal(holm([0.03, np.nan, 0.01, 0.02]), [three[0], np.nan, three[1], three[2]])
+    np.testing.assert_array_equal(holm([np.nan]), [np.nan])
     for not_a_list in ([[0.1, 0.2]], 0.3):  # a table, a single number
         with pytest.raises(ValueError, match="1-d"):
             holm(not_a_list)

@@ -12,13 +12,14 @@ import numpy as np
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values, in the order given (a 1-d array of finite p-values)."""
+    """Holm-adjusted p-values, in the order given (a 1-d array); over the non-missing ones only,
+    a missing (NaN) p-value stays missing."""
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1:
         raise ValueError(f"holm: expected a 1-d array of p-values, got shape {p.shape}")
-    order = np.argsort(p, kind="mergesort")
-    m = p.size
-    stepped = np.minimum(np.maximum.accumulate(p[order] * np.arange(m, 0, -1)), 1.0)
-    adjusted = np.empty(m)
-    adjusted[order] = stepped
+    adjusted = np.full(p.size, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="mergesort")]
+    m = order.size
+    adjusted[order] = np.minimum(np.maximum.accumulate(p[order] * np.arange(m, 0, -1)), 1.0)
     return adjusted

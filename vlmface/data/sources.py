@@ -108,7 +108,7 @@ def _image_files(root: Path, pattern: str, skipped: list[tuple[str, str]]) -> It
                 continue
         if stat.S_ISREG(info.st_mode) and path.suffix.lower() in IMAGE_SUFFIXES:
             text = os.fspath(path)
-            posix = text[len(prefix):] if os.sep == "/" and text.startswith(prefix) and prefix != "./" \
+            posix = text[len(prefix):] if os.sep == "/" and text.startswith(prefix) \
                 else path.relative_to(root).as_posix()
             yield _Listed(path, posix, info.st_size)
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vlmface.errors import VlmfaceError
-from vlmface.multitest import holm as holm_adjusted
+from vlmface.multitest import holm
 from vlmface.probes.resample import mean_samples, two_sided_p
 from vlmface.probes.social import ALL, groupings
 from vlmface.scoring.bootstrap import percentile_ci, rng_for
@@ -96,16 +96,6 @@ def group_draws(cube: Cube, table: pd.DataFrame, columns: list[str], levels: dic
 
 def model_pairs(models: list[str]) -> list[tuple[int, int]]:
     return list(combinations(range(len(models)), 2))
-
-
-def holm(p_values: pd.Series) -> np.ndarray:
-    """Holm-adjusted p-values over every non-missing value (missing stay missing)."""
-    p = p_values.to_numpy(dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    valid = ~np.isnan(p)
-    if valid.any():
-        adjusted[valid] = holm_adjusted(p[valid])
-    return adjusted
 
 
 def model_differences(cube: Cube, groups: list[GroupDraws], confidence: float) -> pd.DataFrame:
